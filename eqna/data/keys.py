@@ -1,0 +1,47 @@
+"""Names of the fields in the graph dictionary that flows between data and model.
+
+The contract between modules is a plain ``dict[str, torch.Tensor]``. Each key below states its
+shape; ``n`` is the number of atoms in a batch, ``e`` the number of edges, ``g`` the number of
+graphs. The three ``*_FIELDS`` sets tell the collate function how to concatenate a field.
+"""
+
+from typing import Final
+
+# inputs
+POSITIONS: Final[str] = "positions"  # [n, 3] float, Å
+ATOMIC_NUMBERS: Final[str] = "atomic_numbers"  # [n] long
+NODE_TYPES: Final[str] = "node_types"  # [n] long, index into the model's element list
+CELL: Final[str] = "cell"  # [g, 3, 3] float, rows are lattice vectors; zeros if not periodic
+PBC: Final[str] = "pbc"  # [g, 3] bool
+EDGE_INDEX: Final[str] = "edge_index"  # [2, e] long; row 0 centre (receiver), row 1 neighbour
+EDGE_CELL_SHIFT: Final[str] = "edge_cell_shift"  # [e, 3] float, integer multiples of the cell
+BATCH: Final[str] = "batch"  # [n] long, graph index of each atom
+NUM_ATOMS: Final[str] = "num_atoms"  # [g] long
+PTR: Final[str] = "ptr"  # [g + 1] long, first atom of each graph
+
+# computed inside the model
+EDGE_VECTORS: Final[str] = "edge_vectors"  # [e, 3] pos[nbr] - pos[ctr] + shift @ cell
+EDGE_LENGTHS: Final[str] = "edge_lengths"  # [e]
+EDGE_ATTRS: Final[str] = "edge_attrs"  # [e, (l_max+1)^2] spherical harmonics
+EDGE_EMBEDDING: Final[str] = "edge_embedding"  # [e, num_basis] radial basis x envelope
+NODE_ATTRS: Final[str] = "node_attrs"  # [n, n_elements] one-hot chemistry
+NODE_FEATURES: Final[str] = "node_features"  # [n, irreps]
+
+# outputs and labels (same keys: a label batch and a prediction dict share names)
+ATOMIC_ENERGIES: Final[str] = "atomic_energies"  # [n] eV
+ENERGY: Final[str] = "energy"  # [g] eV
+FORCES: Final[str] = "forces"  # [n, 3] eV/Å
+STRESS: Final[str] = "stress"  # [g, 3, 3] eV/Å^3, ASE sign (positive = tensile)
+VIRIAL: Final[str] = "virial"  # [g, 3, 3] eV
+WEIGHT: Final[str] = "weight"  # [g] per-structure loss weight
+HAS_ENERGY: Final[str] = "has_energy"  # [g] bool, label present
+HAS_FORCES: Final[str] = "has_forces"  # [g] bool
+HAS_STRESS: Final[str] = "has_stress"  # [g] bool
+
+NODE_FIELDS: Final[frozenset] = frozenset(
+    {POSITIONS, ATOMIC_NUMBERS, NODE_TYPES, BATCH, FORCES, ATOMIC_ENERGIES}
+)
+EDGE_FIELDS: Final[frozenset] = frozenset({EDGE_INDEX, EDGE_CELL_SHIFT})
+GRAPH_FIELDS: Final[frozenset] = frozenset(
+    {CELL, PBC, NUM_ATOMS, ENERGY, STRESS, VIRIAL, WEIGHT, HAS_ENERGY, HAS_FORCES, HAS_STRESS}
+)

@@ -1,0 +1,64 @@
+"""Statistics computed once from the training data and stored in the model."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from eqna.data import keys
+from eqna.data.datasets import DataError
+
+
+def isolated_atom_energies(isolated: Sequence[Atoms], elements: Sequence[int], energy_of) -> dict:
+    """E0 per element from single-atom frames; ``energy_of(atoms)`` reads the label."""
+    e0s = {}
+    for atoms in isolated:
+        if len(atoms) == 1:
+            e0s[int(atoms.numbers[0])] = float(energy_of(atoms))
+    missing = [chemical_symbols[z] for z in elements if z not in e0s]
+    if missing:
+        raise DataError(f"no isolated-atom energy for element(s) {', '.join(missing)}")
+    return {z: e0s[z] for z in elements}
+
+
+def least_squares_energies(graphs: Sequence[dict], elements: Sequence[int]) -> dict:
+    """E0 per element minimising sum_s (E_s - sum_i E0[z_i])^2 over labelled structures."""
+    counts, energies = [], []
+    for g in graphs:
+        if bool(g[keys.HAS_ENERGY]):
+            counts.append(np.bincount(g[keys.NODE_TYPES].numpy(), minlength=len(elements)))
+            energies.append(float(g[keys.ENERGY]))
+    if not counts:
+        raise DataError("least-squares E0s need structures with energies")
+    solution, *_ = np.linalg.lstsq(np.array(counts, float), np.array(energies), rcond=None)
+    return {z: float(e) for z, e in zip(elements, solution)}
+
+
+def energy_scale_shift(graphs: Sequence[dict], atomic_energies: Sequence[float]):
+    """shift = mean per-atom energy left after the E0s; scale = RMS force (else energy std).
+
+    The network then learns a quantity of order one for any data set.
+    """
+    e0 = torch.tensor(atomic_energies, dtype=torch.float64)
+    residuals, forces = [], []
+    for g in graphs:
+        if bool(g[keys.HAS_ENERGY]):
+            n = g[keys.NODE_TYPES].shape[0]
+            residuals.append((float(g[keys.ENERGY]) - float(e0[g[keys.NODE_TYPES]].sum())) / n)
+        if bool(g[keys.HAS_FORCES]):
+            forces.append(g[keys.FORCES].reshape(-1))
+    shift = float(np.mean(residuals)) if residuals else 0.0
+    if forces:
+        scale = float(torch.cat(forces).pow(2).mean().sqrt())
+    else:
+        scale = float(np.std(residuals)) if len(residuals) > 1 else 1.0
+    return shift, scale if scale > 1e-8 else 1.0
+
+
+def average_num_neighbors(graphs: Sequence[dict]) -> float:
+    """Mean number of edges per atom over the training graphs."""
+    edges = sum(g[keys.EDGE_INDEX].shape[1] for g in graphs)
+    atoms = sum(g[keys.NODE_TYPES].shape[0] for g in graphs)
+    return max(edges / max(atoms, 1), 1.0)

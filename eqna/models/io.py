@@ -1,0 +1,70 @@
+"""Deployable model files: config + state_dict + metadata, loaded with ``weights_only=True``."""
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from eqna.models.registry import MODEL_BUILDERS
+from eqna.nn.physics import ForceStressOutput
+
+FORMAT = "eqna-model"
+FORMAT_VERSION = 1
+UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
+
+
+def _versions() -> dict[str, str]:
+    import ase
+    import e3nn
+
+    from eqna import __version__
+
+    return {"eqna": __version__, "torch": torch.__version__, "e3nn": e3nn.__version__,
+            "ase": ase.__version__}
+
+
+def build_model(family: str, hparams: dict) -> ForceStressOutput:
+    """Builder of ``family`` called with ``hparams``, wrapped for forces and stress."""
+    if family not in MODEL_BUILDERS:
+        raise KeyError(f"unknown model family {family!r}; known: {sorted(MODEL_BUILDERS)}")
+    return ForceStressOutput(MODEL_BUILDERS[family](**hparams))
+
+
+def save_model(path: str | Path, model: ForceStressOutput, family: str, hparams: dict,
+               config: dict | None = None, extra: dict | None = None) -> None:
+    """Write ``model`` so that :func:`load_model` rebuilds it from ``family`` and ``hparams``."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "family": family,
+        "hparams": hparams, "state_dict": state, "config": config or {},
+        "dtype": str(next(iter(state.values())).dtype).replace("torch.", ""),
+        "units": UNITS, "versions": _versions(), "extra": extra or {},
+    }
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # never a half-written model file
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None) -> tuple[ForceStressOutput, dict]:
+    """Rebuild a saved model in eval mode; returns (model, payload without the state_dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an eqna model file")
+    model = build_model(payload["family"], payload["hparams"])
+    saved_dtype = getattr(torch, payload["dtype"])
+    model.to(dtype or saved_dtype)
+    model.load_state_dict(payload.pop("state_dict"))
+    return model.to(device).eval(), payload
+
+
+def set_requires_grad(model: nn.Module, flag: bool) -> nn.Module:
+    """Freeze or unfreeze all parameters (inference needs no parameter gradients)."""
+    for p in model.parameters():
+        p.requires_grad_(flag)
+    return model

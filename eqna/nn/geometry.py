@@ -1,0 +1,20 @@
+"""Edge geometry computed inside the model, so it stays differentiable in positions and cell."""
+
+import torch
+
+from eqna.data import keys
+
+
+def edge_vectors(data: dict[str, torch.Tensor]) -> torch.Tensor:
+    """r_ij = pos[j] - pos[i] + shift_ij @ cell[graph(i)]; returns [e, 3]."""
+    pos = data[keys.POSITIONS]
+    centre, neighbour = data[keys.EDGE_INDEX]
+    cell = data[keys.CELL][data[keys.BATCH][centre]]  # [e, 3, 3]
+    shift = torch.einsum("ei,eij->ej", data[keys.EDGE_CELL_SHIFT], cell)
+    return pos[neighbour] - pos[centre] + shift
+
+
+def scatter_sum(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Sum rows of ``src`` [m, ...] into ``size`` bins given by ``index`` [m]."""
+    out = src.new_zeros((size,) + src.shape[1:])
+    return out.index_add_(0, index, src)

@@ -1,0 +1,106 @@
+"""NequIP-style interaction block: radial-weighted tensor-product convolution and a gate."""
+
+import torch
+from e3nn import nn as e3nn_nn
+from e3nn import o3
+from torch import nn
+
+from eqna.nn.geometry import scatter_sum
+
+
+def _uvu_instructions(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
+    """Channel-wise ('uvu') paths whose output irrep is one of ``irreps_target``'s."""
+    irreps_mid, instructions = [], []
+    targets = {ir for _, ir in irreps_target}
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_sh) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_sh:
+                if ir_out in targets:
+                    instructions.append((i, j, len(irreps_mid), "uvu", True))
+                    irreps_mid.append((mul, ir_out))
+    irreps_mid = o3.Irreps(irreps_mid)
+    irreps_sorted, permutation, _ = irreps_mid.sort()
+    instructions = [(i, j, permutation[k], mode, w) for i, j, k, mode, w in instructions]
+    return irreps_sorted, instructions
+
+
+def build_gate(irreps_out: o3.Irreps) -> e3nn_nn.Gate:
+    """Gate whose output is ``irreps_out``: SiLU on scalars, sigmoid gates on l > 0."""
+    scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
+    gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
+    gates = o3.Irreps([(mul, "0e") for mul, _ in gated])
+    return e3nn_nn.Gate(
+        scalars, [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+        gates, [torch.sigmoid] * len(gates), gated,
+    )
+
+
+class RadialMLP(nn.Module):
+    """Edge embedding [e, num_basis] -> tensor-product weights [e, weight_numel]."""
+
+    def __init__(self, sizes: list[int]):
+        super().__init__()
+        layers = []
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b, bias=False))
+            if k < len(sizes) - 2:
+                layers.append(nn.SiLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Interaction(nn.Module):
+    """h_i <- Gate(W_down sum_j TP(W_up h_j, Y(r_ij); R(|r_ij|)) / avg_n) + SelfInteraction(h_i, z_i).
+
+    Args:
+        irreps_in: node feature irreps entering the block.
+        irreps_out: node feature irreps leaving it (the gate's output).
+        irreps_sh: spherical-harmonic irreps of the edges.
+        num_elements: width of the one-hot chemistry used by the self-interaction.
+        num_basis: width of the radial edge embedding.
+        radial_hidden: hidden sizes of the radial MLP.
+        avg_num_neighbors: normaliser of the neighbour sum.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_out: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        num_elements: int,
+        num_basis: int,
+        radial_hidden: list[int],
+        avg_num_neighbors: float,
+    ):
+        super().__init__()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        self.avg_num_neighbors = float(avg_num_neighbors)
+        self.gate = build_gate(self.irreps_out)
+        self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
+        irreps_mid, instructions = _uvu_instructions(self.irreps_in, irreps_sh, self.irreps_out)
+        self.tp = o3.TensorProduct(
+            self.irreps_in, irreps_sh, irreps_mid, instructions,
+            shared_weights=False, internal_weights=False,
+        )
+        self.radial = RadialMLP([num_basis, *radial_hidden, self.tp.weight_numel])
+        self.linear_down = o3.Linear(irreps_mid, self.gate.irreps_in)
+        self.self_interaction = o3.FullyConnectedTensorProduct(
+            self.irreps_in, o3.Irreps(f"{num_elements}x0e"), self.gate.irreps_in
+        )
+
+    def forward(
+        self,
+        h: torch.Tensor,  # [n, irreps_in]
+        node_attrs: torch.Tensor,  # [n, num_elements] one-hot
+        edge_index: torch.Tensor,  # [2, e]
+        edge_sh: torch.Tensor,  # [e, irreps_sh]
+        edge_embedding: torch.Tensor,  # [e, num_basis]
+    ) -> torch.Tensor:  # [n, irreps_out]
+        centre, neighbour = edge_index
+        skip = self.self_interaction(h, node_attrs)
+        h = self.linear_up(h)
+        messages = self.tp(h[neighbour], edge_sh, self.radial(edge_embedding))  # [e, mid]
+        h = scatter_sum(messages, centre, h.shape[0]) / self.avg_num_neighbors
+        return self.gate(self.linear_down(h) + skip)
