@@ -1,0 +1,58 @@
+"""Error metrics per quantity: energy per atom, forces, stress (MAE and RMSE)."""
+
+import torch
+
+from eqna.data import keys
+
+QUANTITIES = ("energy_per_atom", "forces", "stress")
+UNITS = {"energy_per_atom": "meV/atom", "forces": "meV/Å", "stress": "meV/Å³"}
+
+
+def errors(pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict:
+    """Residuals of each labelled quantity, flattened: {quantity: [m] tensor} (eV-based)."""
+    num_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)
+    out = {}
+    has_e = batch[keys.HAS_ENERGY].bool()
+    out["energy_per_atom"] = ((pred[keys.ENERGY] - batch[keys.ENERGY]) / num_atoms)[has_e]
+    has_f = batch[keys.HAS_FORCES].bool()[batch[keys.BATCH]]
+    out["forces"] = (pred[keys.FORCES] - batch[keys.FORCES])[has_f].reshape(-1)
+    if keys.STRESS in pred:
+        has_s = batch[keys.HAS_STRESS].bool()
+        out["stress"] = (pred[keys.STRESS] - batch[keys.STRESS])[has_s].reshape(-1)
+    return out
+
+
+class ErrorAccumulator:
+    """Sums |r| and r^2 over batches so MAE and RMSE are exact over a whole data set."""
+
+    def __init__(self):
+        self.abs_sum = dict.fromkeys(QUANTITIES, 0.0)
+        self.sq_sum = dict.fromkeys(QUANTITIES, 0.0)
+        self.count = dict.fromkeys(QUANTITIES, 0)
+
+    def update(self, residuals: dict[str, torch.Tensor]) -> None:
+        for name, r in residuals.items():
+            r = r.detach().double()
+            self.abs_sum[name] += float(r.abs().sum())
+            self.sq_sum[name] += float(r.pow(2).sum())
+            self.count[name] += r.numel()
+
+    def compute(self) -> dict[str, float]:
+        """{"forces_mae": ..., "forces_rmse": ...} in meV units, for labelled quantities."""
+        result = {}
+        for name in QUANTITIES:
+            if self.count[name]:
+                result[f"{name}_mae"] = 1000.0 * self.abs_sum[name] / self.count[name]
+                result[f"{name}_rmse"] = 1000.0 * (self.sq_sum[name] / self.count[name]) ** 0.5
+        return result
+
+
+def format_table(metrics: dict[str, float], title: str = "") -> str:
+    """A small markdown table: quantity | MAE | RMSE | unit."""
+    lines = ([f"{title}"] if title else []) + [
+        "| quantity | MAE | RMSE | unit |", "|---|---|---|---|"]
+    for name in QUANTITIES:
+        if f"{name}_mae" in metrics:
+            lines.append(f"| {name} | {metrics[f'{name}_mae']:.3f} | "
+                         f"{metrics[f'{name}_rmse']:.3f} | {UNITS[name]} |")
+    return "\n".join(lines)
