@@ -48,10 +48,10 @@ class EquivariantEnergyModel(nn.Module):
         irreps_hidden = hidden_irreps(num_channels, l_max)
         irreps = o3.Irreps(f"{num_channels}x0e")
         self.blocks = nn.ModuleList()
-        for _ in range(num_layers):
+        for layer in range(num_layers):
             block = Interaction(
                 irreps, irreps_hidden, self.irreps_sh, num_elements, num_basis,
-                radial_hidden, avg_num_neighbors,
+                radial_hidden, avg_num_neighbors, self_connection=layer > 0,
             )
             self.blocks.append(block)
             irreps = block.irreps_out
@@ -64,14 +64,15 @@ class EquivariantEnergyModel(nn.Module):
         edge_sh = o3.spherical_harmonics(
             self.irreps_sh, vectors, normalize=True, normalization="component"
         )
-        edge_embedding = self.radial_embedding(lengths)  # [e, num_basis]
+        edge_embedding, envelope = self.radial_embedding(lengths)  # [e, num_basis], [e]
         types = data[keys.NODE_TYPES]
         node_attrs = nn.functional.one_hot(types, len(self.elements)).to(vectors.dtype)
         h = self.embedding(node_attrs)
         for block in self.blocks:
             update = block(h, node_attrs, data[keys.EDGE_INDEX], edge_sh, edge_embedding)
             h = update + h if update.shape == h.shape else update
-        atomic_energies = self.energy_shift(self.readout(h), types)  # [n]
+        coordination = scatter_sum(envelope, data[keys.EDGE_INDEX][0], h.shape[0])
+        atomic_energies = self.energy_shift(self.readout(h), coordination, types)  # [n]
         num_graphs = data[keys.NUM_ATOMS].shape[0]
         energy = scatter_sum(atomic_energies, data[keys.BATCH], num_graphs)
         return {keys.ATOMIC_ENERGIES: atomic_energies, keys.ENERGY: energy}

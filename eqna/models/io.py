@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import e3nn
 import torch
 from torch import nn
 
@@ -20,15 +21,25 @@ def _versions() -> dict[str, str]:
 
     from eqna import __version__
 
-    return {"eqna": __version__, "torch": torch.__version__, "e3nn": e3nn.__version__,
-            "ase": ase.__version__}
+    return {"eqna": __version__, "torch": str(torch.__version__), "e3nn": str(e3nn.__version__),
+            "ase": str(ase.__version__)}
 
 
 def build_model(family: str, hparams: dict) -> ForceStressOutput:
-    """Builder of ``family`` called with ``hparams``, wrapped for forces and stress."""
+    """Builder of ``family`` called with ``hparams``, wrapped for forces and stress.
+
+    e3nn's TorchScript code generation is switched off while building: the script profiler
+    re-specialises for every new number of edges, which costs seconds per step early in
+    training and in MD, for no speed gain on the CPU (measured with tools/bench_md.py).
+    """
     if family not in MODEL_BUILDERS:
         raise KeyError(f"unknown model family {family!r}; known: {sorted(MODEL_BUILDERS)}")
-    return ForceStressOutput(MODEL_BUILDERS[family](**hparams))
+    defaults = e3nn.get_optimization_defaults()
+    e3nn.set_optimization_defaults(jit_script_fx=False)
+    try:
+        return ForceStressOutput(MODEL_BUILDERS[family](**hparams))
+    finally:
+        e3nn.set_optimization_defaults(**defaults)
 
 
 def save_model(path: str | Path, model: ForceStressOutput, family: str, hparams: dict,
@@ -38,7 +49,7 @@ def save_model(path: str | Path, model: ForceStressOutput, family: str, hparams:
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "family": family,
         "hparams": hparams, "state_dict": state, "config": config or {},
-        "dtype": str(next(iter(state.values())).dtype).replace("torch.", ""),
+        "dtype": str(next(v for v in state.values() if v.is_floating_point()).dtype)[6:],
         "units": UNITS, "versions": _versions(), "extra": extra or {},
     }
     path = Path(path)

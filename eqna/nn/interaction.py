@@ -62,6 +62,8 @@ class Interaction(nn.Module):
         num_basis: width of the radial edge embedding.
         radial_hidden: hidden sizes of the radial MLP.
         avg_num_neighbors: normaliser of the neighbour sum.
+        self_connection: add the self-interaction. The first block has none, so an atom
+            without neighbours gets zero features and exactly its reference energy E0.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Interaction(nn.Module):
         num_basis: int,
         radial_hidden: list[int],
         avg_num_neighbors: float,
+        self_connection: bool = True,
     ):
         super().__init__()
         self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
@@ -86,8 +89,12 @@ class Interaction(nn.Module):
         )
         self.radial = RadialMLP([num_basis, *radial_hidden, self.tp.weight_numel])
         self.linear_down = o3.Linear(irreps_mid, self.gate.irreps_in)
-        self.self_interaction = o3.FullyConnectedTensorProduct(
-            self.irreps_in, o3.Irreps(f"{num_elements}x0e"), self.gate.irreps_in
+        self.self_interaction = (
+            o3.FullyConnectedTensorProduct(
+                self.irreps_in, o3.Irreps(f"{num_elements}x0e"), self.gate.irreps_in
+            )
+            if self_connection
+            else None
         )
 
     def forward(
@@ -99,7 +106,7 @@ class Interaction(nn.Module):
         edge_embedding: torch.Tensor,  # [e, num_basis]
     ) -> torch.Tensor:  # [n, irreps_out]
         centre, neighbour = edge_index
-        skip = self.self_interaction(h, node_attrs)
+        skip = self.self_interaction(h, node_attrs) if self.self_interaction is not None else 0.0
         h = self.linear_up(h)
         messages = self.tp(h[neighbour], edge_sh, self.radial(edge_embedding))  # [e, mid]
         h = scatter_sum(messages, centre, h.shape[0]) / self.avg_num_neighbors

@@ -50,5 +50,7 @@ class RadialEmbedding(nn.Module):
         self.cutoff = PolynomialCutoff(r_max, polynomial_p)
         self.num_basis = num_basis
 
-    def forward(self, r: torch.Tensor) -> torch.Tensor:  # [e] -> [e, num_basis]
-        return self.basis(r) * self.cutoff(r).unsqueeze(-1)
+    def forward(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the embedding [e, num_basis] and the envelope [e]."""
+        envelope = self.cutoff(r)
+        return self.basis(r) * envelope.unsqueeze(-1), envelope

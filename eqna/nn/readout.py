@@ -19,13 +19,26 @@ class ScalarReadout(nn.Module):
 
 
 class AtomicEnergyShift(nn.Module):
-    """E_i = scale * e_i + shift + E0[type_i]; scale, shift and E0 are fixed from the data."""
+    """E_i = E0[type_i] + scale * e_i + shift * tanh(c_i); scale, shift and E0 come from data.
+
+    ``c_i`` is the envelope-weighted coordination sum_j u(r_ij): the mean binding energy
+    ``shift`` switches on smoothly as neighbours come within the cutoff, so an isolated atom
+    (e_i = 0, c_i = 0) has exactly its reference energy E0 while bonded atoms start near the
+    data's mean energy per atom.
+    """
 
     def __init__(self, atomic_energies: list[float], scale: float, shift: float):
         super().__init__()
-        self.register_buffer("atomic_energies", torch.tensor(atomic_energies))
-        self.register_buffer("scale", torch.tensor(float(scale)))
-        self.register_buffer("shift", torch.tensor(float(shift)))
+        # float64 so that a float64 model keeps E0s of ~1e4 eV exact; .to(dtype) casts later
+        self.register_buffer("atomic_energies", torch.tensor(atomic_energies, dtype=torch.float64))
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
+        self.register_buffer("shift", torch.tensor(float(shift), dtype=torch.float64))
 
-    def forward(self, e: torch.Tensor, node_types: torch.Tensor) -> torch.Tensor:  # [n] -> [n]
-        return self.scale * e + self.shift + self.atomic_energies[node_types]
+    def forward(
+        self,
+        e: torch.Tensor,  # [n] network output
+        coordination: torch.Tensor,  # [n] sum of cutoff envelopes
+        node_types: torch.Tensor,  # [n]
+    ) -> torch.Tensor:  # [n] eV
+        binding = self.shift * torch.tanh(coordination)
+        return self.atomic_energies[node_types] + self.scale * e + binding

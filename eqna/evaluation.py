@@ -1,0 +1,46 @@
+"""Predictions of a model over a data set, with error metrics and the arrays for parity plots."""
+
+import numpy as np
+import torch
+
+from eqna.data import keys
+from eqna.train.data import make_loader
+from eqna.train.metrics import ErrorAccumulator, errors
+
+
+def _wants_stress(batch) -> bool:
+    return bool(batch[keys.HAS_STRESS].any())
+
+
+def evaluate_dataset(model, dataset, batch_size: int = 32, dtype: torch.dtype | None = None,
+                     device: str | torch.device = "cpu"):
+    """Run ``model`` over ``dataset``; returns (metrics in meV units, parity arrays in eV units).
+
+    Parity arrays: ``{quantity: (reference [m], predicted [m])}`` for labelled quantities, with
+    energy per atom, force components and stress components.
+    """
+    dtype = dtype or next(model.parameters()).dtype
+    model = model.to(device).eval()
+    accumulator = ErrorAccumulator()
+    pairs = {"energy_per_atom": ([], []), "forces": ([], []), "stress": ([], [])}
+    for batch in make_loader(dataset, batch_size, dtype, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        pred = model(batch, compute_stress=_wants_stress(batch))
+        accumulator.update(errors(pred, batch))
+        n = batch[keys.NUM_ATOMS].to(dtype)
+        masks = {
+            "energy_per_atom": (batch[keys.HAS_ENERGY].bool(), keys.ENERGY, n),
+            "forces": (batch[keys.HAS_FORCES].bool()[batch[keys.BATCH]], keys.FORCES, None),
+            "stress": (batch[keys.HAS_STRESS].bool(), keys.STRESS, None),
+        }
+        for name, (mask, key, divisor) in masks.items():
+            if key not in pred:
+                continue
+            ref, prd = batch[key].detach(), pred[key].detach()
+            if divisor is not None:
+                ref, prd = ref / divisor, prd / divisor
+            pairs[name][0].append(ref[mask].reshape(-1).cpu().double().numpy())
+            pairs[name][1].append(prd[mask].reshape(-1).cpu().double().numpy())
+    parity = {name: (np.concatenate(r), np.concatenate(p)) for name, (r, p) in pairs.items() if r}
+    parity = {name: arrays for name, arrays in parity.items() if arrays[0].size}
+    return accumulator.compute(), parity

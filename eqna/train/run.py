@@ -1,0 +1,92 @@
+"""One training run: data -> model -> Lightning fit -> test metrics -> deployable model.pt."""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from eqna.evaluation import evaluate_dataset
+from eqna.models.io import build_model, save_model
+from eqna.train.config import Config
+from eqna.train.data import PreparedData, make_loader, prepare_data
+from eqna.train.metrics import format_table
+from eqna.train.module import PotentialModule
+
+
+def build_from_config(config: Config, data: PreparedData):
+    """The wrapped model and the full hyperparameters (config + data-derived) it was built from."""
+    family = config.model["family"]
+    hparams = {k: v for k, v in config.model.items() if k != "family"}
+    hparams.update(data.derived)
+    dtype = getattr(torch, config.training.dtype)
+    return build_model(family, hparams).to(dtype), family, hparams
+
+
+def _callbacks(config: Config, out: Path) -> list:
+    callbacks = [
+        ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
+                        mode="min", save_last=True),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if config.training.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping("val_loss", patience=config.training.early_stopping_patience))
+    return callbacks
+
+
+def _trainer(config: Config, out: Path) -> pl.Trainer:
+    cfg = config.training
+    max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
+    return pl.Trainer(
+        default_root_dir=out, max_epochs=cfg.max_epochs, max_time=max_time,
+        accelerator=cfg.accelerator, devices=1, inference_mode=False,
+        gradient_clip_val=cfg.gradient_clip, logger=CSVLogger(out, name="logs", version=""),
+        callbacks=_callbacks(config, out), enable_progress_bar=cfg.progress_bar,
+        log_every_n_steps=cfg.log_every_n_steps, enable_model_summary=False,
+    )
+
+
+def train(config: Config, out: str | Path) -> dict:
+    """Train from a validated config into ``out``; returns the test metrics (meV units)."""
+    out = Path(out)
+    pl.seed_everything(config.training.seed, workers=True, verbose=False)
+    data = prepare_data(config.data, float(config.model.get("r_max", 5.0)))
+    model, family, hparams = build_from_config(config, data)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    dtype = getattr(torch, config.training.dtype)
+    module = PotentialModule(model, config.training)
+    trainer = _trainer(config, out)
+    start = time.perf_counter()
+    trainer.fit(
+        module,
+        make_loader(data.train, config.data.batch_size, dtype, True, config.training.seed),
+        make_loader(data.valid, config.data.valid_batch_size, dtype, False),
+    )
+    wall = time.perf_counter() - start
+    best = trainer.checkpoint_callback.best_model_path
+    if best:  # export the best validation epoch, not the last
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    final = module.eval_model.cpu()
+    extra = {"train_seconds": wall, "epochs": trainer.current_epoch}
+    save_model(out / "model.pt", final, family, hparams, config.to_dict(), extra)
+    return _report_test(final, data, config, out, wall, dtype)
+
+
+def _report_test(model, data, config, out: Path, wall: float, dtype) -> dict:
+    name = "test" if data.test is not None else "validation"
+    dataset = data.test if data.test is not None else data.valid
+    metrics, _ = evaluate_dataset(model, dataset, config.data.valid_batch_size, dtype)
+    table = format_table(metrics, f"{name} set ({len(dataset)} structures), model {out}/model.pt,"
+                                  f" trained {wall / 60:.1f} min")
+    (out / "test_metrics.md").write_text(table + "\n")
+    (out / "test_metrics.json").write_text(json.dumps({"split": name, **metrics}, indent=2))
+    logging.getLogger("eqna").info("wrote %s", out / "model.pt")
+    print(table)
+    return metrics
