@@ -31,8 +31,11 @@ def parity_plot(parity: dict, path: str | Path, title: str) -> None:
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         mae = 1000 * abs(ref - pred).mean()
-        ax.set(xlabel=f"reference {name}", ylabel=f"predicted {name}",
-               title=f"{name}: MAE {mae:.2f} {UNITS[name]}")
+        ax.set(
+            xlabel=f"reference {name}",
+            ylabel=f"predicted {name}",
+            title=f"{name}: MAE {mae:.2f} {UNITS[name]}",
+        )
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -56,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         model, _ = load_model(args.model, dtype=dtype)
         energy_model = model.energy_model
         label_keys = LabelKeys(args.energy_key, args.forces_key, args.stress_key)
-        dataset = GraphDataset(read_structures(args.data), energy_model.r_max,
-                               energy_model.elements.tolist(), label_keys, args.data)
+        dataset = GraphDataset(
+            read_structures(args.data),
+            energy_model.r_max,
+            energy_model.elements.tolist(),
+            label_keys,
+            args.data,
+        )
     except (FileNotFoundError, ValueError, DataError, UnknownElementError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

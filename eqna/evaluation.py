@@ -12,8 +12,13 @@ def _wants_stress(batch) -> bool:
     return bool(batch[keys.HAS_STRESS].any())
 
 
-def evaluate_dataset(model, dataset, batch_size: int = 32, dtype: torch.dtype | None = None,
-                     device: str | torch.device = "cpu"):
+def evaluate_dataset(
+    model,
+    dataset,
+    batch_size: int = 32,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+):
     """Run ``model`` over ``dataset``; returns (metrics in meV units, parity arrays in eV units).
 
     Parity arrays: ``{quantity: (reference [m], predicted [m])}`` for labelled quantities, with

@@ -78,8 +78,14 @@ def test_valid_config_fills_defaults(tmp_path):
     assert cfg.training.optimizer == "adamw" and cfg.training.ema_decay == 0.99
     assert cfg.data == DataConfig(train="embedded:water")
     assert cfg.model == {
-        "family": "equivariant", "num_channels": 16, "r_max": 5.0, "radial_mlp": [64, 64],
-        "irreps": ["0e", "1o"], "gate": "silu", "use_bias": True, "correlation": None,
+        "family": "equivariant",
+        "num_channels": 16,
+        "r_max": 5.0,
+        "radial_mlp": [64, 64],
+        "irreps": ["0e", "1o"],
+        "gate": "silu",
+        "use_bias": True,
+        "correlation": None,
     }
     assert not set(DATA_DERIVED) & set(cfg.model)
 
@@ -102,8 +108,11 @@ def test_misspelled_key_suggests_and_names_file_and_key(tmp_path):
 
 def test_misspelled_model_key_suggests(tmp_path):
     path = write(tmp_path, BASE.replace("num_channels", "num_chanels"))
-    with pytest.raises(ConfigError, match=r"'model.num_chanels' \(did you mean "
-                                          r"'model.num_channels'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'model.num_chanels' \(did you mean "
+        r"'model.num_channels'\?\)",
+    ):
         load(path)
 
 
@@ -125,8 +134,9 @@ def test_bool_rejected_for_int_and_none_for_required(tmp_path):
 
 def test_literal_choices_listed(tmp_path):
     path = write(tmp_path, BASE + "  optimizer: sgd\n")
-    with pytest.raises(ConfigError, match="training.optimizer: expected one of 'adamw', "
-                                          "'adam_amsgrad', got 'sgd'"):
+    with pytest.raises(
+        ConfigError, match="training.optimizer: expected one of 'adamw', 'adam_amsgrad', got 'sgd'"
+    ):
         load(path)
 
 
@@ -144,9 +154,7 @@ def test_unknown_section_suggests(tmp_path):
     path = write(tmp_path, BASE.replace("training:", "trainig:"))
     with pytest.raises(ConfigError) as excinfo:
         load(path)
-    assert str(excinfo.value) == (
-        f"{path}: unknown section 'trainig' (did you mean 'training'?)"
-    )
+    assert str(excinfo.value) == (f"{path}: unknown section 'trainig' (did you mean 'training'?)")
 
 
 def test_unknown_family_lists_families(tmp_path):
@@ -159,8 +167,14 @@ def test_unknown_family_lists_families(tmp_path):
 
 
 def test_other_family_uses_its_signature(tmp_path):
-    cfg = load(write(tmp_path, BASE.replace("family: equivariant\n  num_channels: 16",
-                                            "family: invariant\n  num_layers: 3")))
+    cfg = load(
+        write(
+            tmp_path,
+            BASE.replace(
+                "family: equivariant\n  num_channels: 16", "family: invariant\n  num_layers: 3"
+            ),
+        )
+    )
     assert cfg.model == {"family": "invariant", "num_layers": 3, "cutoff": 4.0}
 
 
@@ -169,14 +183,24 @@ def test_data_derived_key_rejected(tmp_path, key):
     path = write(tmp_path, BASE.replace("num_channels: 16", f"{key}: 1.0"))
     with pytest.raises(ConfigError) as excinfo:
         load(path)
-    assert str(excinfo.value) == f"{path}: model.{key}: is computed from the data " \
-                                 "and cannot be set in the config"
+    assert (
+        str(excinfo.value) == f"{path}: model.{key}: is computed from the data "
+        "and cannot be set in the config"
+    )
 
 
 def test_overrides_parse_values(tmp_path):
-    cfg = load(write(tmp_path), ["training.lr=1e-4", "data.train=foo.xyz",
-                                 "model.radial_mlp=[32,32]", "data.valid=null",
-                                 "training.optimizer=adam_amsgrad", "data.e0s.H=-13.6"])
+    cfg = load(
+        write(tmp_path),
+        [
+            "training.lr=1e-4",
+            "data.train=foo.xyz",
+            "model.radial_mlp=[32,32]",
+            "data.valid=null",
+            "training.optimizer=adam_amsgrad",
+            "data.e0s.H=-13.6",
+        ],
+    )
     assert cfg.training.lr == 1e-4 and isinstance(cfg.training.lr, float)
     assert cfg.data.train == "foo.xyz" and cfg.data.valid is None
     assert cfg.model["radial_mlp"] == [32, 32]
@@ -187,8 +211,10 @@ def test_overrides_parse_values(tmp_path):
 def test_override_of_unknown_key(tmp_path):
     with pytest.raises(ConfigError) as excinfo:
         load(write(tmp_path), ["training.lr_rate=1e-3"])
-    assert str(excinfo.value) == ("command-line override 'training.lr_rate=1e-3': unknown key "
-                                  "'training.lr_rate' (did you mean 'training.lr'?)")
+    assert str(excinfo.value) == (
+        "command-line override 'training.lr_rate=1e-3': unknown key "
+        "'training.lr_rate' (did you mean 'training.lr'?)"
+    )
 
 
 def test_override_wrong_type_and_unknown_section(tmp_path):
@@ -265,8 +291,10 @@ training:
 
 
 def test_fraction_sum_and_e0s_checked(tmp_path):
-    text = "data:\n  train: a.xyz\n  valid_fraction: 0.5\n  test_fraction: 0.5\n" \
-           "  e0s: {H: -13.6, xx: 1}\n"
+    text = (
+        "data:\n  train: a.xyz\n  valid_fraction: 0.5\n  test_fraction: 0.5\n"
+        "  e0s: {H: -13.6, xx: 1}\n"
+    )
     with pytest.raises(ConfigError) as excinfo:
         load(write(tmp_path, text))
     msg = str(excinfo.value)

@@ -33,8 +33,11 @@ ELEMENTS = [1, 6, 8]
 
 def _labelled(atoms: Atoms, energy=None, forces=None, stress=None) -> Atoms:
     """Attach labels as calculator results (what extxyz reading produces)."""
-    results = {k: v for k, v in (("energy", energy), ("forces", forces), ("stress", stress))
-               if v is not None}
+    results = {
+        k: v
+        for k, v in (("energy", energy), ("forces", forces), ("stress", stress))
+        if v is not None
+    }
     atoms.calc = SinglePointCalculator(atoms, **results)
     return atoms
 
@@ -55,8 +58,9 @@ def test_collate_offsets_edges_and_builds_batch_vector():
     assert batch[keys.PTR].tolist() == [0, 3, 12, 14]
     assert batch[keys.BATCH].tolist() == [g for g, n in enumerate(sizes) for _ in range(n)]
     assert batch[keys.NUM_ATOMS].tolist() == sizes
-    expected = torch.cat([g[keys.EDGE_INDEX] + int(o) for g, o in zip(graphs, [0, 3, 12],
-                                                                        strict=True)], dim=1)
+    expected = torch.cat(
+        [g[keys.EDGE_INDEX] + int(o) for g, o in zip(graphs, [0, 3, 12], strict=True)], dim=1
+    )
     assert torch.equal(batch[keys.EDGE_INDEX], expected)
     assert batch[keys.EDGE_INDEX].shape[1] == batch[keys.EDGE_CELL_SHIFT].shape[0]
     # every edge stays inside its own graph
@@ -124,8 +128,11 @@ def test_voigt_and_full_stress():
 def test_missing_labels_are_zeros_with_flags_down():
     atoms = molecule("CH4")
     labels = extract_labels(atoms, LabelKeys(), "")
-    for key, flag in ((keys.ENERGY, keys.HAS_ENERGY), (keys.FORCES, keys.HAS_FORCES),
-                      (keys.STRESS, keys.HAS_STRESS)):
+    for key, flag in (
+        (keys.ENERGY, keys.HAS_ENERGY),
+        (keys.FORCES, keys.HAS_FORCES),
+        (keys.STRESS, keys.HAS_STRESS),
+    ):
         assert not labels[flag]
         assert not np.any(labels[key])
     assert labels[keys.FORCES].shape == (5, 3) and float(labels[keys.WEIGHT]) == 1.0
@@ -137,8 +144,14 @@ def test_non_finite_label_names_file_and_frame():
     with pytest.raises(DataError, match="train.xyz frame 1: forces label is not finite"):
         GraphDataset([good, bad], 3.0, ELEMENTS, LabelKeys(), "train.xyz")
     with pytest.raises(DataError, match="train.xyz frame 7: energy label is not finite"):
-        GraphDataset([_labelled(molecule("H2O"), energy=math.inf)], 3.0, ELEMENTS, LabelKeys(),
-                     "train.xyz", frame_ids=[7])
+        GraphDataset(
+            [_labelled(molecule("H2O"), energy=math.inf)],
+            3.0,
+            ELEMENTS,
+            LabelKeys(),
+            "train.xyz",
+            frame_ids=[7],
+        )
 
 
 def test_graph_dataset_holds_labels_with_batchable_shapes():
@@ -180,8 +193,9 @@ def _synthetic_graphs(e0: dict, n: int = 30, seed: int = 0) -> list[dict]:
 def test_least_squares_recovers_reference_energies():
     e0 = {1: -13.6, 6: -1029.5, 8: -2041.0}
     graphs = _synthetic_graphs(e0)
-    unlabelled = atoms_to_graph(Atoms("H2"), 2.0, ELEMENTS,
-                                extract_labels(Atoms("H2"), LabelKeys(), ""))
+    unlabelled = atoms_to_graph(
+        Atoms("H2"), 2.0, ELEMENTS, extract_labels(Atoms("H2"), LabelKeys(), "")
+    )
     fitted = least_squares_energies(graphs + [unlabelled], ELEMENTS)
     assert list(fitted) == ELEMENTS
     for z in ELEMENTS:  # the constant 0.1 eV per atom is absorbed into each E0

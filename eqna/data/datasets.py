@@ -32,7 +32,7 @@ class LabelKeys:
 def resolve_path(spec: str) -> Path:
     """A file path, or ``embedded:NAME`` for a data file shipped inside eqna."""
     if spec.startswith(EMBEDDED_PREFIX):
-        name = spec[len(EMBEDDED_PREFIX):]
+        name = spec[len(EMBEDDED_PREFIX) :]
         path = Path(str(resources.files("eqna.data") / "embedded" / name))
         if not path.is_file():
             shipped = sorted(p.name for p in path.parent.glob("*.xyz"))
@@ -84,8 +84,11 @@ def extract_labels(atoms: Atoms, label_keys: LabelKeys, where: str) -> dict[str,
         keys.FORCES: _lookup(atoms, label_keys.forces, "forces"),
         keys.STRESS: _lookup(atoms, label_keys.stress, "stress"),
     }
-    labels = {keys.ENERGY: np.zeros(()), keys.FORCES: np.zeros((n, 3)),
-              keys.STRESS: np.zeros((3, 3))}
+    labels = {
+        keys.ENERGY: np.zeros(()),
+        keys.FORCES: np.zeros((n, 3)),
+        keys.STRESS: np.zeros((3, 3)),
+    }
     try:
         if found[keys.ENERGY] is not None:
             labels[keys.ENERGY] = np.asarray(float(np.asarray(found[keys.ENERGY]).item()))
@@ -95,8 +98,11 @@ def extract_labels(atoms: Atoms, label_keys: LabelKeys, where: str) -> dict[str,
             labels[keys.STRESS] = _as_stress(found[keys.STRESS], where)
     except (TypeError, ValueError) as err:
         raise DataError(f"{where}malformed label ({err})") from err
-    for key, flag in ((keys.ENERGY, keys.HAS_ENERGY), (keys.FORCES, keys.HAS_FORCES),
-                      (keys.STRESS, keys.HAS_STRESS)):
+    for key, flag in (
+        (keys.ENERGY, keys.HAS_ENERGY),
+        (keys.FORCES, keys.HAS_FORCES),
+        (keys.STRESS, keys.HAS_STRESS),
+    ):
         present = found[key] is not None
         if present and not np.isfinite(labels[key]).all():
             raise DataError(f"{where}{key} label is not finite")
@@ -116,14 +122,21 @@ def split_indices(n: int, valid_fraction: float, test_fraction: float, seed: int
     n_valid, n_test = int(round(valid_fraction * n)), int(round(test_fraction * n))
     if n - n_valid - n_test < 1:
         raise DataError(f"split of {n} structures leaves no training data")
-    return order[n_valid + n_test:], order[:n_valid], order[n_valid:n_valid + n_test]
+    return order[n_valid + n_test :], order[:n_valid], order[n_valid : n_valid + n_test]
 
 
 class GraphDataset(torch.utils.data.Dataset):
     """Structures with labels as precomputed graph dicts (float64; cast when batched)."""
 
-    def __init__(self, structures: list[Atoms], cutoff: float, elements: list[int],
-                 label_keys: LabelKeys, name: str, frame_ids: list[int] | None = None):
+    def __init__(
+        self,
+        structures: list[Atoms],
+        cutoff: float,
+        elements: list[int],
+        label_keys: LabelKeys,
+        name: str,
+        frame_ids: list[int] | None = None,
+    ):
         self.structures = structures
         self.graphs = []
         frame_ids = range(len(structures)) if frame_ids is None else frame_ids

@@ -13,7 +13,7 @@ from eqna.nn.readout import AtomicEnergyShift, ScalarReadout
 
 def hidden_irreps(num_channels: int, l_max: int) -> o3.Irreps:
     """num_channels copies of each l <= l_max with the parity of spherical harmonics."""
-    return o3.Irreps([(num_channels, (l, (-1) ** l)) for l in range(l_max + 1)])
+    return o3.Irreps([(num_channels, (ell, (-1) ** ell)) for ell in range(l_max + 1)])
 
 
 class EquivariantEnergyModel(nn.Module):
@@ -45,13 +45,20 @@ class EquivariantEnergyModel(nn.Module):
         self.radial_embedding = RadialEmbedding(r_max, num_basis, polynomial_p)
         num_elements = len(elements)
         self.embedding = nn.Linear(num_elements, num_channels, bias=False)
+        nn.init.normal_(self.embedding.weight)  # unit-variance features from a one-hot input
         irreps_hidden = hidden_irreps(num_channels, l_max)
         irreps = o3.Irreps(f"{num_channels}x0e")
         self.blocks = nn.ModuleList()
         for layer in range(num_layers):
             block = Interaction(
-                irreps, irreps_hidden, self.irreps_sh, num_elements, num_basis,
-                radial_hidden, avg_num_neighbors, self_connection=layer > 0,
+                irreps,
+                irreps_hidden,
+                self.irreps_sh,
+                num_elements,
+                num_basis,
+                radial_hidden,
+                avg_num_neighbors,
+                self_connection=layer > 0,
             )
             self.blocks.append(block)
             irreps = block.irreps_out
@@ -89,14 +96,24 @@ def build_equivariant(
     num_basis: int = 8,
     polynomial_p: int = 6,
     l_max: int = 1,
-    num_channels: int = 32,
+    num_channels: int = 64,
     num_layers: int = 2,
     radial_hidden: list[int] = (64,),
     readout_hidden: int = 16,
 ) -> EquivariantEnergyModel:
     """NequIP-style equivariant potential (see :class:`EquivariantEnergyModel`)."""
     return EquivariantEnergyModel(
-        list(elements), list(atomic_energies), avg_num_neighbors, scale, shift, r_max,
-        num_basis, polynomial_p, l_max, num_channels, num_layers, list(radial_hidden),
+        list(elements),
+        list(atomic_energies),
+        avg_num_neighbors,
+        scale,
+        shift,
+        r_max,
+        num_basis,
+        polynomial_p,
+        l_max,
+        num_channels,
+        num_layers,
+        list(radial_hidden),
         readout_hidden,
     )

@@ -21,8 +21,12 @@ def _versions() -> dict[str, str]:
 
     from eqna import __version__
 
-    return {"eqna": __version__, "torch": str(torch.__version__), "e3nn": str(e3nn.__version__),
-            "ase": str(ase.__version__)}
+    return {
+        "eqna": __version__,
+        "torch": str(torch.__version__),
+        "e3nn": str(e3nn.__version__),
+        "ase": str(ase.__version__),
+    }
 
 
 def build_model(family: str, hparams: dict) -> ForceStressOutput:
@@ -42,15 +46,27 @@ def build_model(family: str, hparams: dict) -> ForceStressOutput:
         e3nn.set_optimization_defaults(**defaults)
 
 
-def save_model(path: str | Path, model: ForceStressOutput, family: str, hparams: dict,
-               config: dict | None = None, extra: dict | None = None) -> None:
+def save_model(
+    path: str | Path,
+    model: ForceStressOutput,
+    family: str,
+    hparams: dict,
+    config: dict | None = None,
+    extra: dict | None = None,
+) -> None:
     """Write ``model`` so that :func:`load_model` rebuilds it from ``family`` and ``hparams``."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "family": family,
-        "hparams": hparams, "state_dict": state, "config": config or {},
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "family": family,
+        "hparams": hparams,
+        "state_dict": state,
+        "config": config or {},
         "dtype": str(next(v for v in state.values() if v.is_floating_point()).dtype)[6:],
-        "units": UNITS, "versions": _versions(), "extra": extra or {},
+        "units": UNITS,
+        "versions": _versions(),
+        "extra": extra or {},
     }
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -58,8 +74,9 @@ def save_model(path: str | Path, model: ForceStressOutput, family: str, hparams:
     os.replace(tmp, path)  # never a half-written model file
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None) -> tuple[ForceStressOutput, dict]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[ForceStressOutput, dict]:
     """Rebuild a saved model in eval mode; returns (model, payload without the state_dict)."""
     path = Path(path)
     if not path.is_file():

@@ -30,29 +30,25 @@ def build_gate(irreps_out: o3.Irreps) -> e3nn_nn.Gate:
     gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
     gates = o3.Irreps([(mul, "0e") for mul, _ in gated])
     return e3nn_nn.Gate(
-        scalars, [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
-        gates, [torch.sigmoid] * len(gates), gated,
+        scalars,
+        [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+        gates,
+        [torch.sigmoid] * len(gates),
+        gated,
     )
 
 
-class RadialMLP(nn.Module):
-    """Edge embedding [e, num_basis] -> tensor-product weights [e, weight_numel]."""
+def radial_mlp(sizes: list[int]) -> e3nn_nn.FullyConnectedNet:
+    """Edge embedding [e, num_basis] -> tensor-product weights [e, weight_numel].
 
-    def __init__(self, sizes: list[int]):
-        super().__init__()
-        layers = []
-        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(a, b, bias=False))
-            if k < len(sizes) - 2:
-                layers.append(nn.SiLU())
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    e3nn's variance-preserving MLP: the weights reach the tensor product with unit second
+    moment, so the signal neither vanishes nor explodes through the blocks at initialisation.
+    """
+    return e3nn_nn.FullyConnectedNet(sizes, torch.nn.functional.silu)
 
 
 class Interaction(nn.Module):
-    """h_i <- Gate(W_down sum_j TP(W_up h_j, Y(r_ij); R(|r_ij|)) / avg_n) + SelfInteraction(h_i, z_i).
+    """h_i <- Gate(W_down sum_j TP(W_up h_j, Y(r_ij); R(r_ij)) / avg_n + SelfInt(h_i, z_i)).
 
     Args:
         irreps_in: node feature irreps entering the block.
@@ -84,10 +80,14 @@ class Interaction(nn.Module):
         self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
         irreps_mid, instructions = _uvu_instructions(self.irreps_in, irreps_sh, self.irreps_out)
         self.tp = o3.TensorProduct(
-            self.irreps_in, irreps_sh, irreps_mid, instructions,
-            shared_weights=False, internal_weights=False,
+            self.irreps_in,
+            irreps_sh,
+            irreps_mid,
+            instructions,
+            shared_weights=False,
+            internal_weights=False,
         )
-        self.radial = RadialMLP([num_basis, *radial_hidden, self.tp.weight_numel])
+        self.radial = radial_mlp([num_basis, *radial_hidden, self.tp.weight_numel])
         self.linear_down = o3.Linear(irreps_mid, self.gate.irreps_in)
         self.self_interaction = (
             o3.FullyConnectedTensorProduct(

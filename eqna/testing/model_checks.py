@@ -39,8 +39,12 @@ def _model_dtype_device(model) -> tuple[torch.dtype, torch.device]:
     return torch.get_default_dtype(), torch.device("cpu")
 
 
-def predict(model, structures: Sequence[Atoms], dtype: torch.dtype | None = None,
-            compute_stress: bool = True) -> list[dict[str, np.ndarray]]:
+def predict(
+    model,
+    structures: Sequence[Atoms],
+    dtype: torch.dtype | None = None,
+    compute_stress: bool = True,
+) -> list[dict[str, np.ndarray]]:
     """Evaluate ``structures`` as one batch; returns per-structure float64 numpy outputs.
 
     Each dict holds energy [], atomic energies [n], forces [n, 3] and (with ``compute_stress``)
@@ -55,7 +59,7 @@ def predict(model, structures: Sequence[Atoms], dtype: torch.dtype | None = None
     out = {k: out[k].detach().cpu().to(torch.float64).numpy() for k in names}
     results = []
     for g in range(len(structures)):
-        result = {k: out[k][ptr[g]:ptr[g + 1]] for k in PER_ATOM}
+        result = {k: out[k][ptr[g] : ptr[g + 1]] for k in PER_ATOM}
         result.update({k: out[k][g] for k in names if k not in PER_ATOM})
         results.append(result)
     return results
@@ -103,8 +107,13 @@ def _rotated(atoms: Atoms, rotation: np.ndarray) -> Atoms:
     return out
 
 
-def check_o3_equivariance(model, structures: Sequence[Atoms], dtype: torch.dtype = torch.float64,
-                          tol: float = 1e-10, seed: int = 0) -> float:
+def check_o3_equivariance(
+    model,
+    structures: Sequence[Atoms],
+    dtype: torch.dtype = torch.float64,
+    tol: float = 1e-10,
+    seed: int = 0,
+) -> float:
     """E invariant, F -> R F, stress -> R sigma R^T under a rotation and an improper rotation."""
     rng = np.random.default_rng(seed)
     reference = predict(model, structures, dtype)
@@ -122,8 +131,13 @@ def check_o3_equivariance(model, structures: Sequence[Atoms], dtype: torch.dtype
     return worst
 
 
-def check_translation(model, structures: Sequence[Atoms], dtype: torch.dtype = torch.float64,
-                      tol: float = 1e-10, seed: int = 0) -> float:
+def check_translation(
+    model,
+    structures: Sequence[Atoms],
+    dtype: torch.dtype = torch.float64,
+    tol: float = 1e-10,
+    seed: int = 0,
+) -> float:
     """All outputs unchanged when every atom moves by the same (large, random) vector."""
     shift = np.random.default_rng(seed).normal(scale=5.0, size=3)
     moved = []
@@ -138,8 +152,13 @@ def check_translation(model, structures: Sequence[Atoms], dtype: torch.dtype = t
     return worst
 
 
-def check_permutation(model, structures: Sequence[Atoms], dtype: torch.dtype = torch.float64,
-                      tol: float = 1e-10, seed: int = 0) -> float:
+def check_permutation(
+    model,
+    structures: Sequence[Atoms],
+    dtype: torch.dtype = torch.float64,
+    tol: float = 1e-10,
+    seed: int = 0,
+) -> float:
     """Reordering atoms permutes per-atom outputs and leaves energy and stress unchanged."""
     rng = np.random.default_rng(seed)
     perms = [rng.permutation(len(a)) for a in structures]
@@ -163,14 +182,18 @@ def _displaced(atoms: Atoms, index: int, axis: int, step: float) -> Atoms:
     return copy
 
 
-def check_forces_finite_difference(model, structures: Sequence[Atoms], h: float = 1e-4,
-                                   tol: float = 1e-6) -> float:
+def check_forces_finite_difference(
+    model, structures: Sequence[Atoms], h: float = 1e-4, tol: float = 1e-6
+) -> float:
     """Forces equal -dE/dr by central differences in float64, every atom and direction."""
     _require_float64(model)
     worst = 0.0
     for s, atoms in enumerate(structures):
-        displaced = [_displaced(atoms, k // 3, k % 3, sign * h)
-                     for k in range(3 * len(atoms)) for sign in (1.0, -1.0)]
+        displaced = [
+            _displaced(atoms, k // 3, k % 3, sign * h)
+            for k in range(3 * len(atoms))
+            for sign in (1.0, -1.0)
+        ]
         energies = np.array([o[keys.ENERGY] for o in predict(model, displaced)])
         numeric = -(energies[0::2] - energies[1::2]).reshape(len(atoms), 3) / (2.0 * h)
         analytic = {keys.FORCES: predict(model, [atoms])[0][keys.FORCES]}
@@ -189,8 +212,9 @@ def _strained(atoms: Atoms, a: int, b: int, step: float) -> Atoms:
     return copy
 
 
-def check_stress_finite_difference(model, structures: Sequence[Atoms], h: float = 1e-5,
-                                   tol: float = 1e-6) -> float:
+def check_stress_finite_difference(
+    model, structures: Sequence[Atoms], h: float = 1e-5, tol: float = 1e-6
+) -> float:
     """Stress = (1/V) dE/d(strain) by central differences, fully periodic structures only."""
     _require_float64(model)
     periodic = [a for a in structures if a.pbc.all()]
@@ -211,8 +235,9 @@ def check_stress_finite_difference(model, structures: Sequence[Atoms], h: float 
     return worst
 
 
-def check_batch_equals_single(model, structures: Sequence[Atoms],
-                              dtype: torch.dtype = torch.float64, tol: float = 1e-10) -> float:
+def check_batch_equals_single(
+    model, structures: Sequence[Atoms], dtype: torch.dtype = torch.float64, tol: float = 1e-10
+) -> float:
     """One batch of all structures (mixed sizes and periodicity) equals one call per structure."""
     batched = predict(model, structures, dtype)
     worst = 0.0
@@ -222,8 +247,12 @@ def check_batch_equals_single(model, structures: Sequence[Atoms],
     return worst
 
 
-def check_isolated_atom(model, atomic_energies: Mapping[int, float],
-                        dtype: torch.dtype = torch.float64, tol: float = 1e-12) -> float:
+def check_isolated_atom(
+    model,
+    atomic_energies: Mapping[int, float],
+    dtype: torch.dtype = torch.float64,
+    tol: float = 1e-12,
+) -> float:
     """A lone atom (no neighbours, free or in a periodic box wider than r_max) has energy E0.
 
     Args:
@@ -232,8 +261,10 @@ def check_isolated_atom(model, atomic_energies: Mapping[int, float],
     """
     box = 1.5 * model_cutoff(model)
     lone = [Atoms(numbers=[z], positions=[[0.1, -0.2, 0.3]]) for z in atomic_energies]
-    boxed = [Atoms(numbers=[z], positions=[[0.1, -0.2, 0.3]], cell=np.eye(3) * box, pbc=True)
-             for z in atomic_energies]
+    boxed = [
+        Atoms(numbers=[z], positions=[[0.1, -0.2, 0.3]], cell=np.eye(3) * box, pbc=True)
+        for z in atomic_energies
+    ]
     worst = 0.0
     for atoms, out in zip(lone + boxed, predict(model, lone + boxed, dtype), strict=True):
         e0 = float(atomic_energies[int(atoms.numbers[0])])
@@ -244,7 +275,8 @@ def check_isolated_atom(model, atomic_energies: Mapping[int, float],
             raise AssertionError(
                 f"isolated {atoms.get_chemical_formula()} (pbc {atoms.pbc.all()}): energy "
                 f"{float(out[keys.ENERGY])!r}, E0 {e0!r} (relative error {err:.3e}, tol "
-                f"{tol:.1e}); max |force|, |stress| {rest:.3e}")
+                f"{tol:.1e}); max |force|, |stress| {rest:.3e}"
+            )
         worst = max(worst, err)
     return worst
 
@@ -255,8 +287,9 @@ def _trimer(numbers: Sequence[int], distance: float, direction: np.ndarray) -> A
     return Atoms(numbers=list(numbers), positions=positions + [0.3, -0.1, 0.2])
 
 
-def check_cutoff_smoothness(model, delta: float = 1e-6, energy_tol: float = 1e-9,
-                            force_tol: float = 1e-7, seed: int = 0) -> float:
+def check_cutoff_smoothness(
+    model, delta: float = 1e-6, energy_tol: float = 1e-9, force_tol: float = 1e-7, seed: int = 0
+) -> float:
     """Energy and forces are continuous when a neighbour crosses r_max (float64 model).
 
     Atom C is moved from r_max - delta to r_max + delta from atom A (bonded to B); the energy
@@ -281,12 +314,14 @@ def check_cutoff_smoothness(model, delta: float = 1e-6, energy_tol: float = 1e-9
         raise AssertionError(
             f"not smooth at r_max = {r_max}: energy jump {jump:.3e} eV (tol {energy_tol:.0e}), "
             f"force jump {force_jump:.3e} eV/Å (tol {force_tol:.0e}), E(r_max + delta) - "
-            f"E(far) = {beyond:.3e} eV")
+            f"E(far) = {beyond:.3e} eV"
+        )
     return float(jump)
 
 
-def check_save_load_roundtrip(model, family: str, hparams: dict, structures: Sequence[Atoms],
-                              directory, tol: float = 1e-14) -> float:
+def check_save_load_roundtrip(
+    model, family: str, hparams: dict, structures: Sequence[Atoms], directory, tol: float = 1e-14
+) -> float:
     """``save_model`` then ``load_model`` (in the saved dtype) gives the same predictions.
 
     Args:
@@ -303,5 +338,7 @@ def check_save_load_roundtrip(model, family: str, hparams: dict, structures: Seq
     if _model_dtype_device(loaded)[0] != dtype:
         raise AssertionError(f"saved a {dtype} model, loaded {_model_dtype_device(loaded)[0]}")
     pairs = zip(predict(loaded, structures), predict(model, structures), strict=True)
-    return max(_compare(new, old, tol, f"reloaded model on {_label(structures[i], i)}")
-               for i, (new, old) in enumerate(pairs))
+    return max(
+        _compare(new, old, tol, f"reloaded model on {_label(structures[i], i)}")
+        for i, (new, old) in enumerate(pairs)
+    )

@@ -65,8 +65,11 @@ def mixed_pbc_slab(elements: Sequence[int], seed: int = 0) -> Atoms:
 
 def default_structures(elements: Sequence[int], seed: int = 0) -> list[Atoms]:
     """Molecule, triclinic crystal and mixed-pbc slab: different sizes and periodicities."""
-    return [rattled_molecule(elements, seed), triclinic_crystal(elements, seed),
-            mixed_pbc_slab(elements, seed)]
+    return [
+        rattled_molecule(elements, seed),
+        triclinic_crystal(elements, seed),
+        mixed_pbc_slab(elements, seed),
+    ]
 
 
 class ModelTestSuite:

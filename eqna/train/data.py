@@ -54,14 +54,15 @@ def _atomic_energies(cfg: DataConfig, isolated, train: GraphDataset, elements) -
         return [given[z] for z in elements]
     if mode not in ("auto", "isolated", "least_squares"):  # a file of isolated atoms
         isolated = read_structures(mode)
-        return list(isolated_atom_energies(isolated, elements, _energy_reader(mode, keys))
-                    .values())
+        return list(isolated_atom_energies(isolated, elements, _energy_reader(mode, keys)).values())
     if mode == "isolated" or (mode == "auto" and isolated):
         if not isolated and mode == "isolated":
-            raise DataError(f"{cfg.train}: data.e0s is 'isolated' but the file has no "
-                            "isolated-atom frames")
-        return list(isolated_atom_energies(isolated, elements, _energy_reader(cfg.train, keys))
-                    .values())
+            raise DataError(
+                f"{cfg.train}: data.e0s is 'isolated' but the file has no isolated-atom frames"
+            )
+        return list(
+            isolated_atom_energies(isolated, elements, _energy_reader(cfg.train, keys)).values()
+        )
     return list(least_squares_energies(train.graphs, elements).values())
 
 
@@ -84,19 +85,26 @@ def prepare_data(cfg: DataConfig, r_max: float, elements: list[int] | None = Non
     molecules = [frames[i] for i in ids]
     if cfg.max_train_frames is not None:
         molecules, ids = molecules[: cfg.max_train_frames], ids[: cfg.max_train_frames]
-    extra = {name: read_structures(spec) for name, spec in (("valid", cfg.valid),
-                                                              ("test", cfg.test)) if spec}
+    extra = {
+        name: read_structures(spec)
+        for name, spec in (("valid", cfg.valid), ("test", cfg.test))
+        if spec
+    }
     if elements is None:
         found = {int(z) for a in frames + sum(extra.values(), []) for z in a.numbers}
         elements = sorted(found)
     train_idx, valid_idx, test_idx = split_indices(
-        len(molecules), 0.0 if cfg.valid else cfg.valid_fraction,
-        0.0 if cfg.test else cfg.test_fraction, cfg.split_seed)
+        len(molecules),
+        0.0 if cfg.valid else cfg.valid_fraction,
+        0.0 if cfg.test else cfg.test_fraction,
+        cfg.split_seed,
+    )
     make = partial(GraphDataset, cutoff=r_max, elements=elements, label_keys=keys)
 
     def from_split(indices):
-        return make([molecules[i] for i in indices], name=cfg.train,
-                    frame_ids=[ids[i] for i in indices])
+        return make(
+            [molecules[i] for i in indices], name=cfg.train, frame_ids=[ids[i] for i in indices]
+        )
 
     train = from_split(train_idx)
     valid = make(extra["valid"], name=cfg.valid) if cfg.valid else from_split(valid_idx)
@@ -105,13 +113,19 @@ def prepare_data(cfg: DataConfig, r_max: float, elements: list[int] | None = Non
     else:
         test = from_split(test_idx) if len(test_idx) else None
     if len(valid) == 0:
-        raise DataError(f"{cfg.train}: the validation split is empty; raise "
-                        "data.valid_fraction or give data.valid")
+        raise DataError(
+            f"{cfg.train}: the validation split is empty; raise "
+            "data.valid_fraction or give data.valid"
+        )
     e0s = _atomic_energies(cfg, isolated, train, elements)
     shift, scale = energy_scale_shift(train.graphs, e0s)
-    derived = {"elements": elements, "atomic_energies": e0s,
-               "avg_num_neighbors": average_num_neighbors(train.graphs),
-               "scale": scale, "shift": shift}
+    derived = {
+        "elements": elements,
+        "atomic_energies": e0s,
+        "avg_num_neighbors": average_num_neighbors(train.graphs),
+        "scale": scale,
+        "shift": shift,
+    }
     return PreparedData(train, valid, test, derived)
 
 
@@ -119,6 +133,9 @@ def make_loader(dataset, batch_size: int, dtype: torch.dtype, shuffle: bool, see
     """DataLoader that batches graphs and casts floating tensors to ``dtype``."""
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
         collate_fn=lambda graphs: to_device(collate(graphs), "cpu", dtype),
     )

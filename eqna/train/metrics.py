@@ -50,9 +50,13 @@ class ErrorAccumulator:
 def format_table(metrics: dict[str, float], title: str = "") -> str:
     """A small markdown table: quantity | MAE | RMSE | unit."""
     lines = ([f"{title}"] if title else []) + [
-        "| quantity | MAE | RMSE | unit |", "|---|---|---|---|"]
+        "| quantity | MAE | RMSE | unit |",
+        "|---|---|---|---|",
+    ]
     for name in QUANTITIES:
         if f"{name}_mae" in metrics:
-            lines.append(f"| {name} | {metrics[f'{name}_mae']:.3f} | "
-                         f"{metrics[f'{name}_rmse']:.3f} | {UNITS[name]} |")
+            lines.append(
+                f"| {name} | {metrics[f'{name}_mae']:.3f} | "
+                f"{metrics[f'{name}_rmse']:.3f} | {UNITS[name]} |"
+            )
     return "\n".join(lines)

@@ -44,8 +44,7 @@ class PotentialModule(pl.LightningModule):
         pred = self.model(batch, compute_stress=self.cfg.stress_weight > 0 and wants_stress(batch))
         loss, parts = self._loss(pred, batch)
         size = int(batch[keys.NUM_ATOMS].shape[0])
-        self.log("train_loss", loss, batch_size=size, prog_bar=True, on_epoch=True,
-                 on_step=False)
+        self.log("train_loss", loss, batch_size=size, prog_bar=True, on_epoch=True, on_step=False)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -70,11 +69,13 @@ class PotentialModule(pl.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         if cfg.optimizer == "adamw":
-            opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
-                                    weight_decay=cfg.weight_decay)
+            opt = torch.optim.AdamW(
+                self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            )
         else:
-            opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
-                                   weight_decay=cfg.weight_decay, amsgrad=True)
+            opt = torch.optim.Adam(
+                self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True
+            )
         if cfg.scheduler == "none":
             return opt
         if cfg.scheduler == "cosine":
@@ -83,5 +84,7 @@ class PotentialModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, factor=cfg.scheduler_factor, patience=cfg.scheduler_patience, min_lr=cfg.min_lr
         )
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"},
+        }

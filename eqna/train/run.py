@@ -30,12 +30,19 @@ def build_from_config(config: Config, data: PreparedData):
 
 def _callbacks(config: Config, out: Path) -> list:
     callbacks = [
-        ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
-                        mode="min", save_last=True),
+        ModelCheckpoint(
+            dirpath=out / "checkpoints",
+            filename="best",
+            monitor="val_loss",
+            mode="min",
+            save_last=True,
+        ),
         LearningRateMonitor(logging_interval="epoch"),
     ]
     if config.training.early_stopping_patience is not None:
-        callbacks.append(EarlyStopping("val_loss", patience=config.training.early_stopping_patience))
+        callbacks.append(
+            EarlyStopping("val_loss", patience=config.training.early_stopping_patience)
+        )
     return callbacks
 
 
@@ -43,11 +50,18 @@ def _trainer(config: Config, out: Path) -> pl.Trainer:
     cfg = config.training
     max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
     return pl.Trainer(
-        default_root_dir=out, max_epochs=cfg.max_epochs, max_time=max_time,
-        accelerator=cfg.accelerator, devices=1, inference_mode=False,
-        gradient_clip_val=cfg.gradient_clip, logger=CSVLogger(out, name="logs", version=""),
-        callbacks=_callbacks(config, out), enable_progress_bar=cfg.progress_bar,
-        log_every_n_steps=cfg.log_every_n_steps, enable_model_summary=False,
+        default_root_dir=out,
+        max_epochs=cfg.max_epochs,
+        max_time=max_time,
+        accelerator=cfg.accelerator,
+        devices=1,
+        inference_mode=False,
+        gradient_clip_val=cfg.gradient_clip,
+        logger=CSVLogger(out, name="logs", version=""),
+        callbacks=_callbacks(config, out),
+        enable_progress_bar=cfg.progress_bar,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_model_summary=False,
     )
 
 
@@ -83,8 +97,11 @@ def _report_test(model, data, config, out: Path, wall: float, dtype) -> dict:
     name = "test" if data.test is not None else "validation"
     dataset = data.test if data.test is not None else data.valid
     metrics, _ = evaluate_dataset(model, dataset, config.data.valid_batch_size, dtype)
-    table = format_table(metrics, f"{name} set ({len(dataset)} structures), model {out}/model.pt,"
-                                  f" trained {wall / 60:.1f} min")
+    table = format_table(
+        metrics,
+        f"{name} set ({len(dataset)} structures), model {out}/model.pt,"
+        f" trained {wall / 60:.1f} min",
+    )
     (out / "test_metrics.md").write_text(table + "\n")
     (out / "test_metrics.json").write_text(json.dumps({"split": name, **metrics}, indent=2))
     logging.getLogger("eqna").info("wrote %s", out / "model.pt")

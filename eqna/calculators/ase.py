@@ -1,0 +1,250 @@
+"""ASE calculator for eqna models, with a Verlet (skin) neighbour list reused between steps.
+
+Example::
+
+    from eqna.calculators import EqnaCalculator
+    atoms.calc = EqnaCalculator("path/to/model.pt")  # or a zoo name, or a ForceStressOutput
+    atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+import eqna
+from eqna.data import keys
+from eqna.data.graph import type_indices
+from eqna.data.neighbours import neighbour_graph
+from eqna.models.io import load_model, set_requires_grad
+from eqna.nn.physics import ForceStressOutput
+
+__all__ = ["EqnaCalculator", "VerletNeighbourList", "resolve_model_path", "zoo_dirs"]
+
+ZOO_ENV = "EQNA_ZOO"
+
+
+def zoo_dirs() -> list[Path]:
+    """Directories searched for zoo names: ``$EQNA_ZOO`` (if set), then the repository's zoo/."""
+    dirs = [Path(os.environ[ZOO_ENV]).expanduser()] if os.environ.get(ZOO_ENV) else []
+    return dirs + [Path(eqna.__file__).resolve().parents[1] / "zoo"]
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """An existing file, else ``<dir>/<name>.pt`` or ``<dir>/<name>/model.pt`` in :func:`zoo_dirs`.
+
+    Raises:
+        FileNotFoundError: nothing matched; the message lists every path tried.
+    """
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    tried = [path]
+    for directory in zoo_dirs():
+        for candidate in (directory / f"{model}.pt", directory / str(model) / "model.pt"):
+            if candidate.is_file():
+                return candidate
+            tried.append(candidate)
+    raise FileNotFoundError(
+        f"model {str(model)!r} not found; looked for: {', '.join(map(str, tried))} "
+        f"(set ${ZOO_ENV} to add a zoo directory)"
+    )
+
+
+def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    resolved = getattr(torch, str(dtype).replace("torch.", ""), None)
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype or its name, got {dtype!r}")
+    return resolved
+
+
+def _prepare_model(model, device, dtype) -> tuple[ForceStressOutput, dict]:
+    """Load or copy ``model``, cast it, put it in eval mode and freeze its parameters."""
+    dtype = _as_dtype(dtype)
+    if isinstance(model, ForceStressOutput):
+        # A copy: freezing and casting must not touch a module the caller may still train.
+        module, info = copy.deepcopy(model), {"source": "module"}
+        module.to(dtype=dtype or next(module.parameters()).dtype)
+    elif isinstance(model, torch.nn.Module):
+        raise TypeError("pass an energy model wrapped in eqna.nn.physics.ForceStressOutput")
+    else:
+        path = resolve_model_path(model)
+        module, info = load_model(path, device, dtype)
+        info["source"] = str(path)
+    set_requires_grad(module, False)  # only positions and strain need gradients
+    return module.to(device).eval(), info
+
+
+class VerletNeighbourList:
+    """Edges within ``cutoff + skin``, reused while no atom has moved more than ``skin / 2``.
+
+    Any pair closer than ``cutoff`` now was closer than ``cutoff + skin`` at the last build, so
+    the cached list is complete. It is rebuilt when the cell, pbc or atomic numbers change (a
+    cell filter or barostat therefore rebuilds every step).
+
+    Args:
+        cutoff: interaction radius of the model, Å.
+        skin: extra radius, Å; 0 rebuilds whenever any atom moves.
+    """
+
+    def __init__(self, cutoff: float, skin: float):
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0, got {skin}")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.num_builds = 0
+        self._ref: tuple[np.ndarray, ...] | None = None
+        self._edge_index = self._shifts = None
+
+    def needs_rebuild(self, atoms: Atoms) -> bool:
+        """True unless the cached list is still valid for ``atoms``."""
+        if self._ref is None:
+            return True
+        positions, cell, pbc, numbers = self._ref
+        if len(numbers) != len(atoms) or not np.array_equal(numbers, atoms.numbers):
+            return True
+        if not (np.array_equal(cell, atoms.cell.array) and np.array_equal(pbc, atoms.pbc)):
+            return True
+        if len(positions) == 0:
+            return False
+        moved = ((atoms.positions - positions) ** 2).sum(axis=1).max()
+        return bool(moved > (0.5 * self.skin) ** 2)
+
+    def update(self, atoms: Atoms) -> bool:
+        """Rebuild the list if needed; returns whether it was rebuilt."""
+        if not self.needs_rebuild(atoms):
+            return False
+        edge_index, shifts = neighbour_graph(
+            atoms.positions, atoms.cell.array, atoms.pbc, self.cutoff + self.skin
+        )
+        self._edge_index = torch.from_numpy(edge_index)
+        self._shifts = torch.from_numpy(shifts).to(torch.float64)
+        self._ref = (
+            atoms.positions.copy(),
+            atoms.cell.array.copy(),
+            atoms.pbc.copy(),
+            atoms.numbers.copy(),
+        )
+        self.num_builds += 1
+        return True
+
+    def edges(self, positions: torch.Tensor, cell: torch.Tensor):
+        """Cached edges shorter than ``cutoff`` at ``positions`` [n, 3] and ``cell`` [3, 3].
+
+        Both float64. Longer edges would contribute exactly zero (the envelope vanishes beyond
+        the cutoff) but cost as much as any other, so they are dropped before the model runs.
+
+        Returns:
+            edge_index [2, e] long and cell shifts [e, 3] float64.
+        """
+        centre, neighbour = self._edge_index
+        vectors = positions[neighbour] - positions[centre] + self._shifts @ cell
+        keep = (vectors * vectors).sum(dim=1) < self.cutoff**2
+        return self._edge_index[:, keep], self._shifts[keep]
+
+
+class EqnaCalculator(Calculator):
+    """ASE calculator: energy, forces, per-atom energies and (3D-periodic cells) stress.
+
+    Args:
+        model: path to a ``model.pt``, a zoo name (see :func:`resolve_model_path`), or a
+            ``ForceStressOutput`` module (copied; the caller's module is left untouched).
+        device: torch device the model runs on.
+        dtype: ``None`` keeps the saved (or the module's) dtype; else ``"float32"``,
+            ``"float64"`` or a torch dtype.
+        skin: Verlet skin of the neighbour list, Å (see :class:`VerletNeighbourList`).
+        **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
+
+    Attributes:
+        model: the frozen ``ForceStressOutput`` in eval mode.
+        info: the model file's metadata (family, hparams, units, versions), or
+            ``{"source": "module"}``.
+        neighbour_list: the :class:`VerletNeighbourList` (``num_builds`` counts rebuilds).
+
+    Stress is computed whenever the cell is periodic in all three directions, so a cell filter
+    asking for forces and then stress costs one model call. Asking for stress of any other
+    structure raises ``PropertyNotImplementedError``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+
+    def __init__(
+        self,
+        model,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = None,
+        skin: float = 0.5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.device = torch.device(device)
+        self.model, self.info = _prepare_model(model, self.device, dtype)
+        energy_model = self.model.energy_model
+        self.dtype = next(self.model.parameters()).dtype
+        self.r_max = float(energy_model.r_max)
+        self.elements = energy_model.elements.tolist()
+        self.neighbour_list = VerletNeighbourList(self.r_max, skin)
+        self._static: dict[str, torch.Tensor] = {}
+        self._static_numbers: np.ndarray | None = None
+
+    def _static_fields(self, atoms: Atoms) -> dict[str, torch.Tensor]:
+        """Per-structure tensors that only change with the atomic numbers or pbc (cached)."""
+        numbers = atoms.numbers
+        if self._static_numbers is None or not np.array_equal(numbers, self._static_numbers):
+            types = type_indices(numbers.astype(np.int64), self.elements)  # unknown: error
+            self._static = {
+                keys.NODE_TYPES: torch.from_numpy(types).to(self.device),
+                keys.BATCH: torch.zeros(len(atoms), dtype=torch.long, device=self.device),
+                keys.NUM_ATOMS: torch.tensor([len(atoms)], device=self.device),
+            }
+            self._static_numbers = numbers.copy()
+        pbc = torch.tensor(atoms.pbc, dtype=torch.bool, device=self.device).unsqueeze(0)
+        return {**self._static, keys.PBC: pbc}
+
+    def graph(self, atoms: Atoms) -> dict[str, torch.Tensor]:
+        """The model input for ``atoms``: one-graph batch on the calculator's device and dtype."""
+        static = self._static_fields(atoms)
+        self.neighbour_list.update(atoms)
+        positions = torch.from_numpy(np.ascontiguousarray(atoms.positions, dtype=np.float64))
+        cell = torch.from_numpy(np.ascontiguousarray(atoms.cell.array, dtype=np.float64))
+        edge_index, shifts = self.neighbour_list.edges(positions, cell)
+        floats = {"device": self.device, "dtype": self.dtype}
+        return {
+            **static,
+            keys.POSITIONS: positions.to(**floats),
+            keys.CELL: cell.to(**floats).unsqueeze(0),
+            keys.EDGE_INDEX: edge_index.to(self.device),
+            keys.EDGE_CELL_SHIFT: shifts.to(**floats),
+        }
+
+    def calculate(
+        self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes
+    ) -> None:
+        """Fill ``self.results`` (ASE units: eV, eV/Å, eV/Å^3; stress in Voigt order)."""
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        periodic = bool(atoms.pbc.all())
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError(
+                f"stress needs a cell periodic in all three directions; this structure has "
+                f"pbc={atoms.pbc.tolist()}"
+            )
+        out = self.model(self.graph(atoms), compute_stress=periodic)
+        energy = float(out[keys.ENERGY].detach().sum())
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": out[keys.FORCES].detach().cpu().double().numpy(),
+            "energies": out[keys.ATOMIC_ENERGIES].detach().cpu().double().numpy(),
+        }
+        if periodic:
+            stress = out[keys.STRESS][0].detach().cpu().double().numpy()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
