@@ -19,7 +19,10 @@ from eqna.train.metrics import UNITS, format_table
 
 
 def parity_plot(parity: dict, path: str | Path, title: str) -> None:
-    """One panel per labelled quantity: predicted vs reference, with the diagonal."""
+    """One panel per labelled quantity: predicted vs reference, with the diagonal.
+
+    Energies are per atom and relative to the model's isolated-atom energies E0.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,9 +34,10 @@ def parity_plot(parity: dict, path: str | Path, title: str) -> None:
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         mae = 1000 * abs(ref - pred).mean()
+        unit = UNITS[name].replace("meV", "eV")
         ax.set(
-            xlabel=f"reference {name}",
-            ylabel=f"predicted {name}",
+            xlabel=f"reference {name} ({unit})",
+            ylabel=f"predicted {name} ({unit})",
             title=f"{name}: MAE {mae:.2f} {UNITS[name]}",
         )
     fig.suptitle(title)

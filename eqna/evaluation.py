@@ -12,6 +12,20 @@ def _wants_stress(batch) -> bool:
     return bool(batch[keys.HAS_STRESS].any())
 
 
+def _reference_energy(model, batch) -> torch.Tensor:
+    """[g] sum of the model's isolated-atom energies E0 per structure (zeros if it has none).
+
+    Parity plots show E - sum E0: total energies of different molecules differ by hundreds of
+    eV and would hide every error on one diagonal.
+    """
+    shift = getattr(model.energy_model, "energy_shift", None)
+    num_graphs = batch[keys.NUM_ATOMS].shape[0]
+    if shift is None:
+        return batch[keys.ENERGY].new_zeros(num_graphs)
+    e0 = shift.atomic_energies[batch[keys.NODE_TYPES]].to(batch[keys.ENERGY].dtype)
+    return batch[keys.ENERGY].new_zeros(num_graphs).index_add_(0, batch[keys.BATCH], e0)
+
+
 def evaluate_dataset(
     model,
     dataset,
@@ -22,7 +36,7 @@ def evaluate_dataset(
     """Run ``model`` over ``dataset``; returns (metrics in meV units, parity arrays in eV units).
 
     Parity arrays: ``{quantity: (reference [m], predicted [m])}`` for labelled quantities, with
-    energy per atom, force components and stress components.
+    energy per atom relative to the model's E0s, force components and stress components.
     """
     dtype = dtype or next(model.parameters()).dtype
     model = model.to(device).eval()
@@ -33,17 +47,17 @@ def evaluate_dataset(
         pred = model(batch, compute_stress=_wants_stress(batch))
         accumulator.update(errors(pred, batch))
         n = batch[keys.NUM_ATOMS].to(dtype)
+        e0 = _reference_energy(model, batch)
         masks = {
-            "energy_per_atom": (batch[keys.HAS_ENERGY].bool(), keys.ENERGY, n),
-            "forces": (batch[keys.HAS_FORCES].bool()[batch[keys.BATCH]], keys.FORCES, None),
-            "stress": (batch[keys.HAS_STRESS].bool(), keys.STRESS, None),
+            "energy_per_atom": (batch[keys.HAS_ENERGY].bool(), keys.ENERGY, e0, n),
+            "forces": (batch[keys.HAS_FORCES].bool()[batch[keys.BATCH]], keys.FORCES, 0.0, 1.0),
+            "stress": (batch[keys.HAS_STRESS].bool(), keys.STRESS, 0.0, 1.0),
         }
-        for name, (mask, key, divisor) in masks.items():
+        for name, (mask, key, offset, divisor) in masks.items():
             if key not in pred:
                 continue
-            ref, prd = batch[key].detach(), pred[key].detach()
-            if divisor is not None:
-                ref, prd = ref / divisor, prd / divisor
+            ref = (batch[key].detach() - offset) / divisor
+            prd = (pred[key].detach() - offset) / divisor
             pairs[name][0].append(ref[mask].reshape(-1).cpu().double().numpy())
             pairs[name][1].append(prd[mask].reshape(-1).cpu().double().numpy())
     parity = {name: (np.concatenate(r), np.concatenate(p)) for name, (r, p) in pairs.items() if r}

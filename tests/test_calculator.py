@@ -44,6 +44,16 @@ def make_model(seed: int = 0, **overrides):
     return build_model("equivariant", hparams(**overrides)).double().eval()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine a 2-thread pool
+    waits on its descheduled twin: 1 thread keeps this file at seconds, not a minute."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model():
     return make_model()
@@ -202,3 +212,16 @@ def test_zoo_name_lookup(model, tmp_path, monkeypatch):
         assert calc.info["family"] == "equivariant"
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing.pt")):
         EqnaCalculator("missing")
+
+
+def test_translation_keeps_the_list(model, acetylacetone):
+    """A common drift is no relative motion: the list is kept; one atom moving rebuilds it."""
+    atoms = acetylacetone.copy()
+    atoms.calc = EqnaCalculator(model, skin=0.4)
+    energy = atoms.get_potential_energy()
+    atoms.translate([1.0, -2.0, 0.5])
+    assert atoms.get_potential_energy() == pytest.approx(energy, abs=1e-10)
+    assert atoms.calc.neighbour_list.num_builds == 1
+    atoms.positions[0] += [0.3, 0.0, 0.0]
+    atoms.get_potential_energy()
+    assert atoms.calc.neighbour_list.num_builds == 2

@@ -19,12 +19,13 @@ class ScalarReadout(nn.Module):
 
 
 class AtomicEnergyShift(nn.Module):
-    """E_i = E0[type_i] + scale * e_i + shift * tanh(c_i); scale, shift and E0 come from data.
+    """E_i = E0[z_i] + scale * e_i + b[z_i] * tanh(c_i); E0 and scale fixed from the data.
 
-    ``c_i`` is the envelope-weighted coordination sum_j u(r_ij): the mean binding energy
-    ``shift`` switches on smoothly as neighbours come within the cutoff, so an isolated atom
-    (e_i = 0, c_i = 0) has exactly its reference energy E0 while bonded atoms start near the
-    data's mean energy per atom.
+    ``c_i`` is the envelope-weighted coordination sum_j u(r_ij): the binding energy b switches
+    on smoothly as neighbours come within the cutoff, so an isolated atom (e_i = 0, c_i = 0)
+    has exactly its reference energy E0. b is learned per element, starting from the data's
+    mean energy per atom (``shift``): the network has no biases, and a per-atom energy offset is
+    otherwise slow to learn under a force-dominated loss.
     """
 
     def __init__(self, atomic_energies: list[float], scale: float, shift: float):
@@ -32,7 +33,9 @@ class AtomicEnergyShift(nn.Module):
         # float64 so that a float64 model keeps E0s of ~1e4 eV exact; .to(dtype) casts later
         self.register_buffer("atomic_energies", torch.tensor(atomic_energies, dtype=torch.float64))
         self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
-        self.register_buffer("shift", torch.tensor(float(shift), dtype=torch.float64))
+        self.binding = nn.Parameter(
+            torch.full((len(atomic_energies),), float(shift), dtype=torch.float64)
+        )
 
     def forward(
         self,
@@ -40,5 +43,5 @@ class AtomicEnergyShift(nn.Module):
         coordination: torch.Tensor,  # [n] sum of cutoff envelopes
         node_types: torch.Tensor,  # [n]
     ) -> torch.Tensor:  # [n] eV
-        binding = self.shift * torch.tanh(coordination)
+        binding = self.binding[node_types] * torch.tanh(coordination)
         return self.atomic_energies[node_types] + self.scale * e + binding
