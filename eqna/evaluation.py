@@ -5,11 +5,7 @@ import torch
 
 from eqna.data import keys
 from eqna.train.data import make_loader
-from eqna.train.metrics import ErrorAccumulator, errors
-
-
-def _wants_stress(batch) -> bool:
-    return bool(batch[keys.HAS_STRESS].any())
+from eqna.train.metrics import ErrorAccumulator, errors, wants_stress
 
 
 def _reference_energy(model, batch) -> torch.Tensor:
@@ -44,7 +40,7 @@ def evaluate_dataset(
     pairs = {"energy_per_atom": ([], []), "forces": ([], []), "stress": ([], [])}
     for batch in make_loader(dataset, batch_size, dtype, shuffle=False):
         batch = {k: v.to(device) for k, v in batch.items()}
-        pred = model(batch, compute_stress=_wants_stress(batch))
+        pred = model(batch, compute_stress=wants_stress(batch))
         accumulator.update(errors(pred, batch))
         n = batch[keys.NUM_ATOMS].to(dtype)
         e0 = _reference_energy(model, batch)

@@ -19,14 +19,6 @@ BATCH: Final[str] = "batch"  # [n] long, graph index of each atom
 NUM_ATOMS: Final[str] = "num_atoms"  # [g] long
 PTR: Final[str] = "ptr"  # [g + 1] long, first atom of each graph
 
-# computed inside the model
-EDGE_VECTORS: Final[str] = "edge_vectors"  # [e, 3] pos[nbr] - pos[ctr] + shift @ cell
-EDGE_LENGTHS: Final[str] = "edge_lengths"  # [e]
-EDGE_ATTRS: Final[str] = "edge_attrs"  # [e, (l_max+1)^2] spherical harmonics
-EDGE_EMBEDDING: Final[str] = "edge_embedding"  # [e, num_basis] radial basis x envelope
-NODE_ATTRS: Final[str] = "node_attrs"  # [n, n_elements] one-hot chemistry
-NODE_FEATURES: Final[str] = "node_features"  # [n, irreps]
-
 # outputs and labels (same keys: a label batch and a prediction dict share names)
 ATOMIC_ENERGIES: Final[str] = "atomic_energies"  # [n] eV
 ENERGY: Final[str] = "energy"  # [g] eV

@@ -8,6 +8,11 @@ QUANTITIES = ("energy_per_atom", "forces", "stress")
 UNITS = {"energy_per_atom": "meV/atom", "forces": "meV/Å", "stress": "meV/Å³"}
 
 
+def wants_stress(batch: dict[str, torch.Tensor]) -> bool:
+    """Stress costs an extra strain derivative: only for batches that have stress labels."""
+    return bool(batch[keys.HAS_STRESS].any())
+
+
 def errors(pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict:
     """Residuals of each labelled quantity, flattened: {quantity: [m] tensor} (eV-based)."""
     num_atoms = batch[keys.NUM_ATOMS].to(pred[keys.ENERGY].dtype)

@@ -8,12 +8,7 @@ from eqna.data import keys
 from eqna.nn.physics import ForceStressOutput
 from eqna.train.config import TrainingConfig
 from eqna.train.loss import weighted_loss
-from eqna.train.metrics import ErrorAccumulator, errors
-
-
-def wants_stress(batch: dict[str, torch.Tensor]) -> bool:
-    """Stress costs an extra strain derivative: only for batches that have stress labels."""
-    return bool(batch[keys.HAS_STRESS].any())
+from eqna.train.metrics import ErrorAccumulator, errors, wants_stress
 
 
 class PotentialModule(pl.LightningModule):
