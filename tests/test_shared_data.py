@@ -50,10 +50,13 @@ def test_short_acac_training_learns_forces(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     config = load_config(
         repo / "configs" / "acac.yaml",
-        [f"data.train={SHARED}/molecules/acac_train_300K.xyz",
-         f"data.test={SHARED}/molecules/acac_test_MD_300K.xyz",
-         f"data.e0s={SHARED}/molecules/acac_isolated_atoms.xyz",
-         "training.max_time_minutes=1.5", "training.progress_bar=false"],
+        [
+            f"data.train={SHARED}/molecules/acac_train_300K.xyz",
+            f"data.test={SHARED}/molecules/acac_test_MD_300K.xyz",
+            f"data.e0s={SHARED}/molecules/acac_isolated_atoms.xyz",
+            "training.max_time_minutes=1.5",
+            "training.progress_bar=false",
+        ],
     )
     torch.set_num_threads(2)
     metrics = train(config, tmp_path / "acac")

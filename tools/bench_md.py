@@ -6,9 +6,10 @@ alone; torch allocations are invisible to tracemalloc. Prints a markdown table.
     python tools/bench_md.py                            # all cases, random zoo-architecture model
     python tools/bench_md.py --cases acac-float32 --steps 200
     python tools/bench_md.py --model path/to/model.pt --cases si512-float64
+    python tools/bench_md.py --config zoo/equivariant_na.yaml   # another zoo architecture
 
-Speed does not depend on training, so the default model is ``build_equivariant`` with the
-architecture of ``zoo/equivariant.yaml`` (random weights, elements H, C, N, O, Si).
+Speed does not depend on training, so the default model is the architecture of
+``zoo/equivariant.yaml`` (or ``--config``) with random weights, elements H, C, N, O, Si.
 """
 
 import argparse
@@ -44,26 +45,22 @@ def make_system(name: str):
     return atoms
 
 
-def make_model(channels: int | None):
-    """Random model with the zoo architecture (or build_equivariant's defaults)."""
+def make_model(channels: int | None, config: str):
+    """Random model with the architecture of the ``config`` YAML's model section."""
     import torch
     import yaml
 
-    from eqna.models.equivariant import build_equivariant
-    from eqna.nn.physics import ForceStressOutput
+    from eqna.models.io import build_model
 
-    zoo_yaml = REPO / "zoo" / "equivariant.yaml"
-    arch = yaml.safe_load(zoo_yaml.read_text()).get("model", {}) if zoo_yaml.is_file() else {}
-    for key in ("family", "elements", "atomic_energies", "avg_num_neighbors", "scale", "shift"):
+    arch = yaml.safe_load((REPO / config).read_text()).get("model", {})
+    family = arch.pop("family", "equivariant")
+    for key in ("elements", "atomic_energies", "avg_num_neighbors", "scale", "shift"):
         arch.pop(key, None)  # data-derived parameters are fixed below
     if channels:
         arch["num_channels"] = channels
     torch.manual_seed(0)
-    return ForceStressOutput(
-        build_equivariant(
-            elements=[1, 6, 7, 8, 14], atomic_energies=[0.0] * 5, avg_num_neighbors=10.0, **arch
-        )
-    )
+    fixed = {"elements": [1, 6, 7, 8, 14], "atomic_energies": [0.0] * 5, "avg_num_neighbors": 10.0}
+    return build_model(family, {**fixed, **arch})
 
 
 def run_case(spec: dict) -> dict:
@@ -80,7 +77,7 @@ def run_case(spec: dict) -> dict:
     from eqna.calculators import EqnaCalculator
 
     torch.set_num_threads(spec["threads"])
-    model = spec["model"] or make_model(spec["channels"])
+    model = spec["model"] or make_model(spec["channels"], spec["config"])
     calc = EqnaCalculator(model, dtype=spec["dtype"])
     atoms = make_system(spec["system"])
     atoms.calc = calc
@@ -98,6 +95,7 @@ def run_case(spec: dict) -> dict:
     blocks = getattr(energy_model, "blocks", None)
     return {
         "irreps": str(blocks[0].irreps_out) if blocks is not None else type(energy_model).__name__,
+        "neural_atoms": len(getattr(energy_model, "neural_atoms", ())),
         "params": sum(p.numel() for p in calc.model.parameters()),
         "atoms": len(atoms),
         "steps_per_s": spec["steps"] / min(elapsed),
@@ -126,6 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed blocks; the best counts")
     parser.add_argument("--model", help="a model.pt (or zoo name) instead of the random model")
     parser.add_argument("--channels", type=int, help="num_channels of the random model")
+    parser.add_argument(
+        "--config",
+        default="zoo/equivariant.yaml",
+        help="YAML whose model section is the random model's architecture",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -147,11 +150,13 @@ def main(argv: list[str] | None = None) -> None:
             "repeats": args.repeats,
             "model": args.model,
             "channels": args.channels,
+            "config": args.config,
             "threads": args.threads,
         }
         r = spawn(spec)
         print(
-            f"| {r['irreps']}, {r['params']:,} | {system} | {r['atoms']} | {dtype} "
+            f"| {r['irreps']}{' + neural atoms' if r['neural_atoms'] else ''}, {r['params']:,} "
+            f"| {system} | {r['atoms']} | {dtype} "
             f"| {r['steps_per_s']:.3g} | {r['peak_mb']:.0f} | {r['md_mb']:.0f} "
             f"| {r['rebuilds']} |",
             flush=True,

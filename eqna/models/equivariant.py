@@ -7,6 +7,7 @@ from torch import nn
 from eqna.data import keys
 from eqna.nn.geometry import edge_vectors, scatter_sum
 from eqna.nn.interaction import Interaction
+from eqna.nn.neural_atoms import NeuralAtoms
 from eqna.nn.radial import RadialEmbedding
 from eqna.nn.readout import AtomicEnergyShift, ScalarReadout
 
@@ -37,6 +38,8 @@ class EquivariantEnergyModel(nn.Module):
         num_layers: int,
         radial_hidden: list[int],
         readout_hidden: int,
+        neural_atoms: dict | None = None,
+        neural_atoms_after: list[int] = (0,),
     ):
         super().__init__()
         self.r_max = float(r_max)
@@ -62,6 +65,15 @@ class EquivariantEnergyModel(nn.Module):
             )
             self.blocks.append(block)
             irreps = block.irreps_out
+        self.neural_atoms = nn.ModuleDict()
+        if neural_atoms is not None:
+            bad = [i for i in neural_atoms_after if not 0 <= i < num_layers]
+            if bad:
+                raise ValueError(
+                    f"model.neural_atoms_after: block indices {bad} are not in 0..{num_layers - 1}"
+                )
+            for i in sorted(set(neural_atoms_after)):
+                self.neural_atoms[str(i)] = NeuralAtoms(irreps_hidden, **neural_atoms)
         self.readout = ScalarReadout(irreps, readout_hidden)
         self.energy_shift = AtomicEnergyShift(atomic_energies, scale, shift)
 
@@ -75,9 +87,11 @@ class EquivariantEnergyModel(nn.Module):
         types = data[keys.NODE_TYPES]
         node_attrs = nn.functional.one_hot(types, len(self.elements)).to(vectors.dtype)
         h = self.embedding(node_attrs)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             update = block(h, node_attrs, data[keys.EDGE_INDEX], edge_sh, edge_embedding)
             h = update + h if update.shape == h.shape else update
+            if str(i) in self.neural_atoms:
+                h = self.neural_atoms[str(i)](h, data)
         coordination = scatter_sum(envelope, data[keys.EDGE_INDEX][0], h.shape[0])
         atomic_energies = self.energy_shift(self.readout(h), coordination, types)  # [n]
         num_graphs = data[keys.NUM_ATOMS].shape[0]
@@ -100,8 +114,15 @@ def build_equivariant(
     num_layers: int = 2,
     radial_hidden: list[int] = (64,),
     readout_hidden: int = 16,
+    neural_atoms: dict | None = None,
+    neural_atoms_after: list[int] = (0,),
 ) -> EquivariantEnergyModel:
-    """NequIP-style equivariant potential (see :class:`EquivariantEnergyModel`)."""
+    """NequIP-style equivariant potential (see :class:`EquivariantEnergyModel`).
+
+    ``neural_atoms``: keyword arguments of :class:`eqna.nn.neural_atoms.NeuralAtoms` (None: no
+    neural atoms); one such layer follows each interaction block listed in ``neural_atoms_after``
+    (0-based). After the last block only its scalars reach the energy readout.
+    """
     return EquivariantEnergyModel(
         list(elements),
         list(atomic_energies),
@@ -116,4 +137,9 @@ def build_equivariant(
         num_layers,
         list(radial_hidden),
         readout_hidden,
+        None if neural_atoms is None else dict(neural_atoms),
+        list(neural_atoms_after),
     )
+
+
+build_equivariant.nested_sections = {"neural_atoms": NeuralAtoms}

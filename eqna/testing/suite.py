@@ -86,6 +86,7 @@ class ModelTestSuite:
     tol64: float = 1e-10  # relative, equivariance / batching in float64
     tol32: float = 1e-5  # relative; float32 rounding alone is ~1e-6 for l_max 1
     fd_tol: float = 1e-6  # relative; measured ~2e-8 at the default steps
+    local: bool = True  # False: the model interacts beyond r_max (e.g. neural atoms)
 
     def make_model(self, dtype: torch.dtype):
         """The wrapped model under test, in ``dtype`` and eval mode."""
@@ -149,7 +150,7 @@ class ModelTestSuite:
         checks.check_isolated_atom(self.model(), self.reference_energies())
 
     def test_cutoff_smoothness(self):
-        checks.check_cutoff_smoothness(self.model())
+        checks.check_cutoff_smoothness(self.model(), local=self.local)
 
     def test_save_load_roundtrip(self):
         import tempfile

@@ -61,6 +61,7 @@ DATA_DERIVED = ("elements", "atomic_energies", "avg_num_neighbors", "scale", "sh
 DEFAULT_FAMILY = "equivariant"
 SECTIONS = ("model", "data", "training")
 E0S_MODES = ("auto", "isolated", "least_squares")
+_SET_BY_MODEL = {"irreps_in": "is set by the model"}
 _DERIVED = dict.fromkeys(DATA_DERIVED, "is computed from the data and cannot be set in the config")
 
 
@@ -106,6 +107,9 @@ class TrainingConfig:
     energy_weight: float = 1.0  # loss weight of energies (per atom), >= 0
     forces_weight: float = 10.0  # loss weight of forces, >= 0
     stress_weight: float = 0.0  # loss weight of stresses, >= 0
+    # lambda of the L1 penalty lambda * sum_k g_k on the neural-atom gates (no effect without
+    # neural atoms or with learn_gates: false), >= 0
+    gate_penalty: float = 1e-3
     early_stopping_patience: int | None = 30  # epochs without improvement; None disables
     gradient_clip: float | None = 10.0  # gradient norm clip threshold, > 0; None disables
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
@@ -168,6 +172,7 @@ _RANGE_CHECKS: dict[str, dict[str, schema.Check]] = {
         "energy_weight": schema.NONNEG,
         "forces_weight": schema.NONNEG,
         "stress_weight": schema.NONNEG,
+        "gate_penalty": schema.NONNEG,
         "early_stopping_patience": schema.AT_LEAST_1,
         "gradient_clip": schema.POSITIVE,
         "log_every_n_steps": schema.AT_LEAST_1,
@@ -197,6 +202,12 @@ def _validate_model(section: Mapping, builders: Mapping[str, Callable], errs: Er
         forbidden=_DERIVED,
         context=f" (family {family!r})",
     )
+    # a builder may declare mapping parameters that are keyword arguments of a module
+    for name, module in getattr(builders[family], "nested_sections", {}).items():
+        if isinstance(resolved.get(name), Mapping):
+            resolved[name] = schema.validate_kwargs(
+                resolved[name], module, f"model.{name}.", errs, forbidden=_SET_BY_MODEL
+            )
     return {"family": family, **resolved}
 
 

@@ -64,4 +64,6 @@ def format_table(metrics: dict[str, float], title: str = "") -> str:
                 f"| {name} | {metrics[f'{name}_mae']:.3f} | "
                 f"{metrics[f'{name}_rmse']:.3f} | {UNITS[name]} |"
             )
+    if "k_eff" in metrics:
+        lines.append(f"\nneural atoms computed with (K_eff, all layers): {metrics['k_eff']:.0f}")
     return "\n".join(lines)

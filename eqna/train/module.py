@@ -5,6 +5,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from eqna.data import keys
+from eqna.nn.neural_atoms import gate_penalty, k_eff_summary
 from eqna.nn.physics import ForceStressOutput
 from eqna.train.config import TrainingConfig
 from eqna.train.loss import weighted_loss
@@ -40,7 +41,15 @@ class PotentialModule(pl.LightningModule):
         loss, parts = self._loss(pred, batch)
         size = int(batch[keys.NUM_ATOMS].shape[0])
         self.log("train_loss", loss, batch_size=size, prog_bar=True, on_epoch=True, on_step=False)
+        penalty = gate_penalty(self.model)
+        if penalty is not None and self.cfg.gate_penalty > 0:
+            loss = loss + self.cfg.gate_penalty * penalty
+            self.log("gate_l1", penalty, batch_size=size, on_epoch=True, on_step=False)
         return loss
+
+    def on_train_epoch_end(self):
+        for name, value in k_eff_summary(self.model).items():
+            self.log(name, value, prog_bar=name == "k_eff")
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.ema is not None:

@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from eqna.evaluation import evaluate_dataset
 from eqna.models.io import build_model, save_model
+from eqna.nn.neural_atoms import k_eff_summary
 from eqna.train.config import Config
 from eqna.train.data import PreparedData, make_loader, prepare_data
 from eqna.train.metrics import format_table
@@ -88,7 +89,7 @@ def train(config: Config, out: str | Path) -> dict:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     final = module.eval_model.cpu()
-    extra = {"train_seconds": wall, "epochs": trainer.current_epoch}
+    extra = {"train_seconds": wall, "epochs": trainer.current_epoch, **k_eff_summary(final)}
     save_model(out / "model.pt", final, family, hparams, config.to_dict(), extra)
     return _report_test(final, data, config, out, wall, dtype)
 
@@ -97,6 +98,7 @@ def _report_test(model, data, config, out: Path, wall: float, dtype) -> dict:
     name = "test" if data.test is not None else "validation"
     dataset = data.test if data.test is not None else data.valid
     metrics, _ = evaluate_dataset(model, dataset, config.data.valid_batch_size, dtype)
+    metrics.update(k_eff_summary(model))  # the neural atoms the exported model computes with
     table = format_table(
         metrics,
         f"{name} set ({len(dataset)} structures), model {out}/model.pt,"

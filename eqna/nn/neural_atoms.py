@@ -1,0 +1,278 @@
+"""Adaptive neural atoms: project atoms onto gated neural atoms, exchange by attention, retrieve.
+
+After Li et al., "Neural Atoms", ICLR 2024 (arXiv 2311.01276), Sec. 3, extended with learned
+gates (an L1 penalty makes the number of neural atoms data-driven), pruning at inference, an
+exactly E(3)-equivariant pooling of the non-scalar channels, and optional Ewald-like features
+(:mod:`eqna.nn.reciprocal`). Per graph, with H the atom features (scalars H_s = the 0e part,
+H_v = every other irrep, pooled channel by channel):
+
+1. project   A = row-softmax(W_x X P^T / sqrt(p)), X = [H_s, phi]         [n, K_max]
+2. gates     g = sigmoid(theta) in (0, 1)^K_max; A~ = A diag(g)
+3. pool      Y = K_max / N_graph * A~^T H (a mean over atoms: a supercell gets the same neural
+             atoms, so energies stay extensive and per-atom energies unchanged)
+4. exchange  multi-head attention among the K neural atoms of a graph. Logits from invariants
+             only (Y_s and smooth norms of Y_v's channels) plus log g_k on the keys, so a closed
+             gate also removes that neural atom as a key. Scalars: residual MHA + MLP update.
+             Vectors (equivariant pooling): the same weights mix the channel-linear W_v Y_v and
+             a sigmoid of the updated scalars gates each channel. Invariant pooling exchanges
+             scalars only and leaves the vector channels untouched.
+5. retrieve  H_out = H + Linear(A~ Y') (+ Linear(phi) on the scalars when phi is used)
+
+A is invariant, so pooling and retrieval commute with rotations; every update path is bias-free,
+so zero features stay zero (an isolated atom keeps exactly its reference energy).
+
+Pruning: in eval mode, neural atoms with g_k < prune_epsilon are dropped from pooling, attention
+and retrieval (the layer computes with K_eff of them). The projection softmax still normalises
+over all K_max prototypes (cost n * K_max * p, small), so pruning only removes terms
+proportional to the pruned gates: the energy changes by O(sum of pruned g_k) and vanishes
+linearly with them (tests/test_neural_atoms.py checks |dE| <= 5e-3 eV * sum of pruned g_k per
+structure on random models, and the linear decay).
+"""
+
+import math
+from typing import Literal
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from eqna.data import keys
+from eqna.nn.reciprocal import ReciprocalFeatures
+
+
+def split_scalars(irreps: o3.Irreps) -> tuple[list[int], list[int]]:
+    """Indices of the 0e components and of all others in a flat ``irreps`` feature vector."""
+    scalar, other = [], []
+    for (_, ir), sl in zip(irreps, irreps.slices()):
+        (scalar if ir == o3.Irrep("0e") else other).extend(range(sl.start, sl.stop))
+    return scalar, other
+
+
+def dense_slots(batch: torch.Tensor, num_atoms: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Row of each atom [n] in a zero-padded [g * n_max] layout, and n_max (atoms contiguous
+    per graph, as collate makes them)."""
+    first = torch.cumsum(num_atoms, 0) - num_atoms  # [g]
+    max_atoms = int(num_atoms.max())
+    position = torch.arange(batch.shape[0], device=batch.device) - first[batch]
+    return batch * max_atoms + position, max_atoms
+
+
+def to_dense(x: torch.Tensor, slot: torch.Tensor, num_graphs: int, max_atoms: int):
+    """[n, c] -> [g, n_max, c], zero rows for padding: graph sums become batched matmuls."""
+    dense = x.new_zeros(num_graphs * max_atoms, x.shape[1]).index_copy(0, slot, x)
+    return dense.view(num_graphs, max_atoms, x.shape[1])
+
+
+class GatedAttention(nn.Module):
+    """Multi-head attention among the neural atoms of each graph (step 4).
+
+    Args:
+        scalar_dim: width d of the pooled scalars.
+        irreps_vec: irreps of the pooled non-scalar channels (empty for invariant pooling).
+        num_heads: attention heads; the channels of each non-scalar irrep are split among them.
+    """
+
+    def __init__(self, scalar_dim: int, irreps_vec: o3.Irreps, num_heads: int):
+        super().__init__()
+        self.irreps_vec = o3.Irreps(irreps_vec)
+        self.num_heads = num_heads
+        self.head_dim = max(scalar_dim // num_heads, 1)
+        num_vec = self.irreps_vec.num_irreps
+        width = num_heads * self.head_dim
+        self.query = nn.Linear(scalar_dim + num_vec, width)
+        self.key = nn.Linear(scalar_dim + num_vec, width)
+        self.value = nn.Linear(scalar_dim, width, bias=False)
+        self.out = nn.Linear(width, scalar_dim, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(scalar_dim, scalar_dim, bias=False),
+            nn.SiLU(),
+            nn.Linear(scalar_dim, scalar_dim, bias=False),
+        )
+        if num_vec:
+            self.value_vec = o3.Linear(self.irreps_vec, self.irreps_vec)
+            self.vec_gate = nn.Linear(scalar_dim, num_vec)
+            # one gate per channel, repeated over its 2l+1 components (e3nn's [mul, dim] layout)
+            dims = torch.tensor([ir.dim for mul, ir in self.irreps_vec for _ in range(mul)])
+            self.register_buffer("gate_index", torch.repeat_interleave(torch.arange(num_vec), dims))
+
+    def _norms(self, y_vec: torch.Tensor) -> torch.Tensor:
+        """Smooth channel norms sqrt(|v|^2 + 1) - 1: [g, K, dim] -> [g, K, num_irreps]."""
+        norms = []
+        for (mul, ir), sl in zip(self.irreps_vec, self.irreps_vec.slices()):
+            v = y_vec[..., sl].reshape(*y_vec.shape[:-1], mul, ir.dim)
+            norms.append(torch.sqrt(v.pow(2).sum(-1) + 1.0) - 1.0)
+        return torch.cat(norms, dim=-1)
+
+    def forward(self, y_s, y_vec, log_gates):
+        """y_s [g, K, d], y_vec [g, K, dim_vec] or None, log_gates [K] -> updated (y_s, y_vec)."""
+        g, k, _ = y_s.shape
+        inv = y_s if y_vec is None else torch.cat([y_s, self._norms(y_vec)], dim=-1)
+        h, dh = self.num_heads, self.head_dim
+        q = self.query(inv).view(g, k, h, dh).transpose(1, 2)  # [g, h, K, dh]
+        key = self.key(inv).view(g, k, h, dh).transpose(1, 2)
+        logits = q @ key.transpose(-1, -2) / math.sqrt(dh) + log_gates  # [g, h, K, K]
+        weights = torch.softmax(logits, dim=-1)
+        value = self.value(y_s).view(g, k, h, dh).transpose(1, 2)
+        mixed = (weights @ value).transpose(1, 2).reshape(g, k, h * dh)
+        y_s = y_s + self.out(mixed)
+        y_s = y_s + self.mlp(y_s)
+        if y_vec is None:
+            return y_s, None
+        value_vec = self.value_vec(y_vec)
+        parts = []
+        for (mul, ir), sl in zip(self.irreps_vec, self.irreps_vec.slices()):
+            v = value_vec[..., sl].reshape(g, k, h, mul // h, ir.dim)
+            v = torch.einsum("ghqk,gkhcm->gqhcm", weights, v)
+            parts.append(v.reshape(g, k, mul * ir.dim))
+        gate = torch.sigmoid(self.vec_gate(y_s))[..., self.gate_index]  # [g, K, dim_vec]
+        return y_s, y_vec + gate * torch.cat(parts, dim=-1)
+
+
+class NeuralAtoms(nn.Module):
+    """The neural-atom layer: [n, irreps_in] -> [n, irreps_in] residual update (see module doc).
+
+    Args:
+        irreps_in: atom feature irreps; must contain 0e scalars.
+        num_neural_atoms: K_max, the most neural atoms per graph.
+        pooling: "equivariant" pools and exchanges all irreps; "invariant" only the scalars.
+        prototype_dim: width p of the projection prototypes.
+        num_heads: attention heads; must divide the multiplicity of every non-scalar irrep
+            when pooling is equivariant.
+        learn_gates: False freezes every gate open (g = 1): the fixed-K ablation.
+        gate_init: initial gate value, in (0, 1).
+        prune_epsilon: in eval mode, neural atoms with a gate below this are pruned (0: never).
+        reciprocal: add the Ewald-like features phi to the projection and the scalar update.
+        reciprocal_channels: channels C of phi.
+        reciprocal_basis: Gaussians in the reciprocal filter.
+        reciprocal_k_max: reciprocal cutoff in 1/Å.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        num_neural_atoms: int = 16,
+        pooling: Literal["equivariant", "invariant"] = "equivariant",
+        prototype_dim: int = 32,
+        num_heads: int = 4,
+        learn_gates: bool = True,
+        gate_init: float = 0.9,
+        prune_epsilon: float = 0.01,
+        reciprocal: bool = False,
+        reciprocal_channels: int = 8,
+        reciprocal_basis: int = 8,
+        reciprocal_k_max: float = 1.2,
+    ):
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        scalar_idx, vec_idx = split_scalars(self.irreps_in)
+        if not scalar_idx:
+            raise ValueError(f"neural atoms need 0e scalars in the features, got {self.irreps_in}")
+        if pooling not in ("equivariant", "invariant"):
+            raise ValueError(f"pooling must be 'equivariant' or 'invariant', got {pooling!r}")
+        if not 0.0 < gate_init < 1.0:
+            raise ValueError(f"gate_init must be in (0, 1), got {gate_init}")
+        self.pooling = pooling
+        self.prune_epsilon = float(prune_epsilon)
+        self.register_buffer("scalar_idx", torch.tensor(scalar_idx, dtype=torch.long))
+        d = len(scalar_idx)
+        irreps_vec = o3.Irreps([(m, ir) for m, ir in self.irreps_in if ir != o3.Irrep("0e")])
+        if pooling == "invariant":
+            irreps_vec = o3.Irreps("")
+            self.irreps_pool = o3.Irreps(f"{d}x0e")
+        else:
+            self.irreps_pool = o3.Irreps(f"{d}x0e") + irreps_vec
+            bad = [f"{m}x{ir}" for m, ir in irreps_vec if m % num_heads]
+            if bad:
+                raise ValueError(f"num_heads={num_heads} must divide the multiplicity of {bad}")
+        # pooled features are [scalars, non-scalars]: gather the flat input in that order
+        pool_idx = scalar_idx + (vec_idx if pooling == "equivariant" else [])
+        self.register_buffer("pool_idx", torch.tensor(pool_idx, dtype=torch.long))
+        self.reciprocal = None
+        if reciprocal:
+            self.reciprocal = ReciprocalFeatures(
+                d, reciprocal_channels, reciprocal_basis, reciprocal_k_max
+            )
+        x_dim = d + (reciprocal_channels if reciprocal else 0)
+        self.to_prototype_space = nn.Linear(x_dim, prototype_dim, bias=False)
+        self.prototypes = nn.Parameter(torch.randn(num_neural_atoms, prototype_dim))
+        theta = torch.full((num_neural_atoms,), math.log(gate_init / (1.0 - gate_init)))
+        self.gate_logits = nn.Parameter(theta) if learn_gates else None
+        self.attention = GatedAttention(d, irreps_vec, num_heads)
+        self.retrieve = o3.Linear(self.irreps_pool, self.irreps_in)
+        self.reciprocal_out = nn.Linear(reciprocal_channels, d, bias=False) if reciprocal else None
+        self.num_neural_atoms = num_neural_atoms
+
+    def gates(self) -> torch.Tensor:  # [K_max]
+        if self.gate_logits is None:
+            return self.prototypes.new_ones(self.num_neural_atoms)
+        return torch.sigmoid(self.gate_logits)
+
+    def active(self) -> torch.Tensor:
+        """Indices of the neural atoms used: all while training, those with g >= epsilon in eval."""
+        if self.training or self.prune_epsilon <= 0:
+            return torch.arange(self.num_neural_atoms, device=self.prototypes.device)
+        return torch.nonzero(self.gates().detach() >= self.prune_epsilon).squeeze(-1)
+
+    def k_eff(self) -> int:
+        """Number of neural atoms whose gate is at least ``prune_epsilon``."""
+        return int((self.gates().detach() >= self.prune_epsilon).sum())
+
+    def penalty(self) -> torch.Tensor:
+        """L1 norm of the gates (they are positive): the sparsity term of the loss."""
+        return self.gates().sum() if self.gate_logits is not None else self.prototypes.new_zeros(())
+
+    def forward(self, h: torch.Tensor, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        """h [n, irreps_in] -> h + update [n, irreps_in]."""
+        batch, num_atoms = data[keys.BATCH], data[keys.NUM_ATOMS]
+        num_graphs = num_atoms.shape[0]
+        h_s = h[:, self.scalar_idx]  # [n, d]
+        x, phi = h_s, None
+        if self.reciprocal is not None:
+            phi = self.reciprocal(h_s, data)  # [n, C]
+            x = torch.cat([h_s, phi], dim=-1)
+        scale = math.sqrt(self.prototypes.shape[1])
+        logits = self.to_prototype_space(x) @ self.prototypes.T / scale  # [n, K_max]
+        keep = self.active()
+        # softmax over all K_max prototypes, then only the active columns are used
+        assign = torch.exp(logits[:, keep] - torch.logsumexp(logits, dim=-1, keepdim=True))
+        gates = self.gates()[keep]
+        assign = assign * gates  # A~ [n, K]
+        k = keep.shape[0]
+        update = h.new_zeros(h.shape)
+        if k > 0:
+            slot, max_atoms = dense_slots(batch, num_atoms)
+            assign_dense = to_dense(assign, slot, num_graphs, max_atoms)  # [g, n_max, K]
+            feats = to_dense(h[:, self.pool_idx], slot, num_graphs, max_atoms)
+            weight = self.num_neural_atoms / num_atoms.to(h.dtype)  # [g]
+            pooled = weight[:, None, None] * (assign_dense.transpose(1, 2) @ feats)  # [g, K, c]
+            d = h_s.shape[1]
+            y_vec = pooled[..., d:] if self.pooling == "equivariant" else None
+            y_s, y_vec = self.attention(pooled[..., :d], y_vec, torch.log(gates))
+            y = y_s if y_vec is None else torch.cat([y_s, y_vec], dim=-1)  # [g, K, irreps_pool]
+            retrieved = (assign_dense @ y).flatten(0, 1)[slot]  # [n, irreps_pool]
+            update = self.retrieve(retrieved)
+        if phi is not None:
+            update = update.index_add(1, self.scalar_idx, self.reciprocal_out(phi))
+        return h + update
+
+
+def neural_atom_layers(model: nn.Module) -> list[NeuralAtoms]:
+    """Every :class:`NeuralAtoms` layer inside ``model``, in module order."""
+    return [m for m in model.modules() if isinstance(m, NeuralAtoms)]
+
+
+def gate_penalty(model: nn.Module) -> torch.Tensor | None:
+    """Sum of the gate L1 norms of all neural-atom layers (None if there are none)."""
+    layers = neural_atom_layers(model)
+    return sum(layer.penalty() for layer in layers) if layers else None
+
+
+def k_eff_summary(model: nn.Module) -> dict[str, float]:
+    """``k_eff`` (summed over layers) and ``k_eff_<i>`` per layer when there are several."""
+    counts = [layer.k_eff() for layer in neural_atom_layers(model)]
+    if not counts:
+        return {}
+    summary = {"k_eff": float(sum(counts))}
+    if len(counts) > 1:
+        summary.update({f"k_eff_{i}": float(c) for i, c in enumerate(counts)})
+    return summary
