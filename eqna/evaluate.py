@@ -1,7 +1,13 @@
-"""``python -m eqna.evaluate MODEL DATA [--json out.json] [--plot out.png]``.
+"""``python -m eqna.evaluate MODEL DATA [--json out.json] [--plot TARGET]``.
 
 Prints energy-per-atom, force and stress MAE/RMSE of a saved model on any ASE-readable file
-and optionally writes the metrics as JSON and a parity plot as PNG.
+and optionally writes the metrics as JSON and PNG plots: a parity plot (predicted vs reference)
+and error histograms (predicted - reference, with MAE and RMSE), one panel per labelled
+quantity, energies per atom relative to the model's E0s. Where --plot TARGET writes:
+
+  --plot out.png     out.png (parity) and out_errors.png (histograms), beside each other
+  --plot plots/      plots/parity.png and plots/errors.png (also for an existing folder)
+  --plot runs/acac   runs/acac_parity.png and runs/acac_errors.png
 """
 
 import argparse
@@ -11,47 +17,48 @@ from pathlib import Path
 
 import torch
 
+from eqna.calculators.ase import resolve_model_path
 from eqna.data.datasets import DataError, GraphDataset, LabelKeys, read_structures
 from eqna.data.graph import UnknownElementError
 from eqna.evaluation import evaluate_dataset
 from eqna.models.io import load_model
-from eqna.train.metrics import UNITS, format_table
+from eqna.plotting import error_histograms, parity_plot
+from eqna.train.metrics import format_table
 
 
-def parity_plot(parity: dict, path: str | Path, title: str) -> None:
-    """One panel per labelled quantity: predicted vs reference, with the diagonal.
+def plot_paths(target: str | Path) -> tuple[Path, Path]:
+    """Where ``--plot TARGET`` writes (parity plot, error histograms); creates the folder.
 
-    Energies are per atom and relative to the model's isolated-atom energies E0.
+    ``out.png`` -> ``out.png`` and ``out_errors.png``; a directory (existing, or written with a
+    trailing ``/``) -> ``parity.png`` and ``errors.png`` inside it; any other ``prefix`` ->
+    ``prefix_parity.png`` and ``prefix_errors.png``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(parity), figsize=(4.2 * len(parity), 4), squeeze=False)
-    for ax, (name, (ref, pred)) in zip(axes[0], parity.items()):
-        ax.scatter(ref, pred, s=3, alpha=0.4)
-        lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        mae = 1000 * abs(ref - pred).mean()
-        unit = UNITS[name].replace("meV", "eV")
-        ax.set(
-            xlabel=f"reference {name} ({unit})",
-            ylabel=f"predicted {name} ({unit})",
-            title=f"{name}: MAE {mae:.2f} {UNITS[name]}",
-        )
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = Path(target)
+    if path.suffix.lower() == ".png":
+        paths = path, path.with_name(f"{path.stem}_errors.png")
+    elif path.is_dir() or str(target).endswith(("/", "\\")):
+        paths = path / "parity.png", path / "errors.png"
+    else:
+        paths = path.with_name(f"{path.name}_parity.png"), path.with_name(f"{path.name}_errors.png")
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eqna.evaluate", description=__doc__)
-    parser.add_argument("model", help="model.pt written by eqna.train")
+    parser = argparse.ArgumentParser(
+        prog="python -m eqna.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="model.pt written by eqna.train, or a zoo name")
     parser.add_argument("data", help="labelled structures (any ASE format, e.g. extxyz)")
     parser.add_argument("--json", help="write the metrics to this JSON file")
-    parser.add_argument("--plot", help="write a parity plot to this PNG file")
+    parser.add_argument(
+        "--plot",
+        metavar="TARGET",
+        help="write the parity plot and error histograms: a .png file (histograms go to"
+        " <stem>_errors.png), a folder, or a prefix (see above)",
+    )
     parser.add_argument("--energy-key", default="energy")
     parser.add_argument("--forces-key", default="forces")
     parser.add_argument("--stress-key", default="stress")
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dtype = getattr(torch, args.dtype) if args.dtype else None
-        model, _ = load_model(args.model, dtype=dtype)
+        model, _ = load_model(resolve_model_path(args.model), dtype=dtype)
         energy_model = model.energy_model
         label_keys = LabelKeys(args.energy_key, args.forces_key, args.stress_key)
         dataset = GraphDataset(
@@ -78,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2))
     if args.plot:
-        parity_plot(parity, args.plot, f"{Path(args.model).name} on {Path(args.data).name}")
+        if not parity:
+            print(f"error: {args.data}: no labelled quantity to plot", file=sys.stderr)
+            return 2
+        title = f"{Path(args.model).name} on {Path(args.data).name}"
+        parity_path, errors_path = plot_paths(args.plot)
+        print(f"wrote {parity_plot(parity, parity_path, title)}")
+        print(f"wrote {error_histograms(parity, errors_path, title)}")
     return 0
 
 

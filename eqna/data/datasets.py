@@ -139,8 +139,8 @@ class GraphDataset(torch.utils.data.Dataset):
     ):
         self.structures = structures
         self.graphs = []
-        frame_ids = range(len(structures)) if frame_ids is None else frame_ids
-        for frame, atoms in zip(frame_ids, structures):
+        self.frame_ids = list(range(len(structures)) if frame_ids is None else frame_ids)
+        for frame, atoms in zip(self.frame_ids, structures):
             where = f"{name} frame {frame}: "
             labels = extract_labels(atoms, label_keys, where)
             self.graphs.append(atoms_to_graph(atoms, cutoff, elements, labels, where))

@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import CSVLogger
 from eqna.evaluation import evaluate_dataset
 from eqna.models.io import build_model, save_model
 from eqna.nn.neural_atoms import k_eff_summary
+from eqna.plotting import learning_curves
 from eqna.train.config import Config
 from eqna.train.data import PreparedData, make_loader, prepare_data
 from eqna.train.metrics import format_table
@@ -84,6 +85,9 @@ def train(config: Config, out: str | Path) -> dict:
         make_loader(data.valid, config.data.valid_batch_size, dtype, False),
     )
     wall = time.perf_counter() - start
+    log_dir = Path(trainer.logger.log_dir)
+    if (log_dir / "metrics.csv").is_file():  # absent only when fit logged nothing
+        learning_curves(log_dir / "metrics.csv", log_dir / "learning_curves.png", str(out))
     best = trainer.checkpoint_callback.best_model_path
     if best:  # export the best validation epoch, not the last
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
