@@ -83,6 +83,7 @@ def card_markdown(name: str, payload: dict, card: dict, params: int, megabytes: 
             "",
             f'Use: `EqnaCalculator("{name}")`; MD check: `python -m eqna.md {name} STRUCTURE`.',
             "",
+            *([f"Notes: {card['notes']}", ""] if card.get("notes") else []),
         ]
     )
 
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", required=True, help="reference method of the labels")
     parser.add_argument("--licence", required=True)
     parser.add_argument("--command", required=True, help="the command that trained the run")
+    parser.add_argument("--notes", default="", help="free text for the card (machine, caveats)")
     parser.add_argument("--check-frames", type=int, default=20)
     args = parser.parse_args(argv)
 
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         "reference_method": args.reference,
         "licence": args.licence,
         "train_command": args.command,
+        "notes": args.notes,
         "train_minutes": payload["extra"]["train_seconds"] / 60,
         "epochs": payload["extra"]["epochs"],
         "test_data": source,

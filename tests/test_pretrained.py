@@ -1,0 +1,50 @@
+"""Every shipped pretrained model loads by name and reproduces its model card's check metrics."""
+
+import ase.io
+import pytest
+import torch
+
+from eqna.calculators import EqnaCalculator
+from eqna.data.datasets import GraphDataset, LabelKeys, resolve_path
+from eqna.evaluation import evaluate_dataset
+from eqna.zoo import main as zoo_main
+from eqna.zoo import pretrained_models
+
+MODELS = pretrained_models()
+
+
+def test_the_zoo_ships_pretrained_models():
+    assert len(MODELS) >= 1, "no zoo/*.pt found"
+    for model in MODELS:
+        assert model["megabytes"] <= 5.0, model["name"]
+        assert model["path"].with_suffix(".md").is_file(), f"{model['name']}: no model card"
+        for key in ("training_data", "reference_method", "licence", "train_command", "check"):
+            assert model["card"].get(key), f"{model['name']}: card lacks {key}"
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m["name"] for m in MODELS])
+def test_pretrained_model_reproduces_its_card(model):
+    check = model["card"]["check"]
+    path = resolve_path(check["data"])
+    if not path.is_file():
+        pytest.skip(f"{path} not present (../shared is needed beside the checkout)")
+    frames = [ase.io.read(path, index=i) for i in check["frames"]]
+    calc = EqnaCalculator(model["name"])  # by name, through the zoo
+    net = calc.model.energy_model
+    dataset = GraphDataset(frames, net.r_max, net.elements.tolist(), LabelKeys(), str(path))
+    metrics, _ = evaluate_dataset(calc.model, dataset, batch_size=16)
+    for key, expected in check["metrics"].items():
+        assert metrics[key] == pytest.approx(expected, rel=1e-4, abs=1e-4), key
+    atoms = frames[0].copy()
+    atoms.calc = calc
+    assert torch.isfinite(torch.as_tensor(atoms.get_forces())).all()
+
+
+def test_zoo_cli_lists_and_shows(capsys):
+    assert zoo_main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(m["name"] in out for m in MODELS) and "equivariant_na" in out
+    assert zoo_main(["show", MODELS[0]["name"]]) == 0
+    assert "Test metrics" in capsys.readouterr().out
+    assert zoo_main(["show", "no-such-model"]) == 2
+    assert "no pretrained model 'no-such-model'" in capsys.readouterr().err
