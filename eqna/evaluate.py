@@ -22,6 +22,7 @@ from eqna.data.datasets import DataError, GraphDataset, LabelKeys, read_structur
 from eqna.data.graph import UnknownElementError
 from eqna.evaluation import evaluate_dataset
 from eqna.models.io import load_model
+from eqna.nn.neural_atoms import k_eff_summary, set_prune_epsilon
 from eqna.plotting import error_histograms, parity_plot
 from eqna.train.metrics import format_table
 
@@ -64,10 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stress-key", default="stress")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dtype", choices=["float32", "float64"], help="default: as saved")
+    parser.add_argument(
+        "--prune-epsilon",
+        type=float,
+        help="override the neural-atom pruning threshold (0: no pruning) to measure what "
+        "pruning costs on this data before deploying a model",
+    )
     args = parser.parse_args(argv)
     try:
         dtype = getattr(torch, args.dtype) if args.dtype else None
         model, _ = load_model(resolve_model_path(args.model), dtype=dtype)
+        if args.prune_epsilon is not None:
+            set_prune_epsilon(model, args.prune_epsilon)
         energy_model = model.energy_model
         label_keys = LabelKeys(args.energy_key, args.forces_key, args.stress_key)
         dataset = GraphDataset(
@@ -81,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     metrics, parity = evaluate_dataset(model, dataset, args.batch_size)
+    metrics.update(k_eff_summary(model))
     print(format_table(metrics, f"{args.model} on {args.data} ({len(dataset)} structures)"))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2))

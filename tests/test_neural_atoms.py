@@ -9,7 +9,12 @@ from ase import Atoms
 from test_equivariant_model import ELEMENTS, HPARAMS
 
 from eqna.models.io import build_model, load_model, save_model
-from eqna.nn.neural_atoms import NeuralAtoms, gate_penalty, k_eff_summary, neural_atom_layers
+from eqna.nn.neural_atoms import (
+    NeuralAtoms,
+    gate_penalty,
+    k_eff_summary,
+    neural_atom_layers,
+)
 from eqna.testing import (
     ModelTestSuite,
     default_structures,
@@ -172,6 +177,21 @@ def test_pruning_changes_energies_within_tolerance_and_drops_neural_atoms():
         assert 0 < change <= PRUNE_TOL * 2 * small
         changes.append(change)
     assert changes[1] < changes[0] / 50  # vanishes linearly with the pruned gates
+
+
+def test_prune_epsilon_can_be_overridden_for_evaluation():
+    from eqna.nn.neural_atoms import set_prune_epsilon
+
+    model = _model()
+    layer = _set_gates(model, [0.9, 1e-4, 0.7, 1e-4])
+    set_prune_epsilon(model, 0.0)
+    assert layer.active().numel() == 4 and all(
+        lay.prune_epsilon == 0 for lay in neural_atom_layers(model)
+    )
+    set_prune_epsilon(model, 0.8)
+    assert layer.k_eff() == 1
+    with pytest.raises(ValueError, match=">= 0"):
+        set_prune_epsilon(model, -1.0)
 
 
 def test_training_mode_never_prunes():

@@ -26,7 +26,9 @@ and retrieval (the layer computes with K_eff of them). The projection softmax st
 over all K_max prototypes (cost n * K_max * p, small), so pruning only removes terms
 proportional to the pruned gates: the energy changes by O(sum of pruned g_k) and vanishes
 linearly with them (tests/test_neural_atoms.py checks |dE| <= 5e-3 eV * sum of pruned g_k per
-structure on random models, and the linear decay).
+structure on random models, and the linear decay). The constant is model-dependent: training
+can let the retrieval weights grow to compensate small gates, so a trained model's pruning cost
+must be measured (``python -m eqna.evaluate MODEL DATA --prune-epsilon 0`` vs the default).
 """
 
 import math
@@ -259,6 +261,14 @@ class NeuralAtoms(nn.Module):
 def neural_atom_layers(model: nn.Module) -> list[NeuralAtoms]:
     """Every :class:`NeuralAtoms` layer inside ``model``, in module order."""
     return [m for m in model.modules() if isinstance(m, NeuralAtoms)]
+
+
+def set_prune_epsilon(model: nn.Module, epsilon: float) -> None:
+    """Sets the eval-mode pruning threshold of every neural-atom layer (0 disables pruning)."""
+    if epsilon < 0:
+        raise ValueError(f"prune epsilon must be >= 0, got {epsilon}")
+    for layer in neural_atom_layers(model):
+        layer.prune_epsilon = float(epsilon)
 
 
 def gate_penalty(model: nn.Module) -> torch.Tensor | None:
