@@ -145,8 +145,7 @@ def test_molecule_in_a_large_box_approaches_the_molecular_kernel():
 
 def _set_gates(model, values):
     layer = neural_atom_layers(model)[0]
-    with torch.no_grad():
-        layer.gate_logits.copy_(torch.logit(torch.tensor(values, dtype=torch.float64)))
+    _set_gates_of(layer, values)
     return layer
 
 
@@ -192,6 +191,21 @@ def test_prune_epsilon_can_be_overridden_for_evaluation():
     assert layer.k_eff() == 1
     with pytest.raises(ValueError, match=">= 0"):
         set_prune_epsilon(model, -1.0)
+
+
+def test_all_gates_closed_leaves_the_backbone_path():
+    """Every neural atom pruned: the layer is the identity (no reciprocal view), energies finite."""
+    model = _model()
+    for layer in neural_atom_layers(model):
+        _set_gates_of(layer, [1e-4] * 4)
+    out = predict(model, default_structures(ELEMENTS))
+    assert all(layer.k_eff() == 0 for layer in neural_atom_layers(model))
+    assert all(np.isfinite(o["energy"]) and np.isfinite(o["forces"]).all() for o in out)
+
+
+def _set_gates_of(layer, values):
+    with torch.no_grad():
+        layer.gate_logits.copy_(torch.logit(torch.tensor(values, dtype=torch.float64)))
 
 
 def test_training_mode_never_prunes():
