@@ -11,6 +11,7 @@ import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
+from test_evaluate import HPARAMS
 from test_train import tiny_config
 
 from eqna.data.datasets import read_structures
@@ -22,13 +23,6 @@ from eqna.train.run import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PANEL_PIXELS = (504, 480)  # 4.2 x 4.0 inches at 120 dpi
-HPARAMS = {
-    "elements": [1, 6, 7, 8],
-    "atomic_energies": [-10.0, -48.0, -70.0, -102.0],
-    "avg_num_neighbors": 7.0,
-    "num_channels": 8,
-    "radial_hidden": [16],
-}
 
 
 def assert_png(path: Path, panels: int) -> None:

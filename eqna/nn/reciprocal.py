@@ -114,7 +114,7 @@ class ReciprocalFeatures(nn.Module):
     def _finite(self, q, data, finite):
         pos, batch = data[keys.POSITIONS], data[keys.BATCH]
         kernel_weights = self.quad_weights[:, None] * self.filter(self.nodes)  # [Q, C]
-        centre, other = _pairs_within_graphs(data[keys.NUM_ATOMS], finite)
+        centre, other = _pairs_within_graphs(batch, data[keys.NUM_ATOMS], finite)
         r = (pos[other] - pos[centre]).norm(dim=-1)  # [e2], i != j so the norm is smooth
         j0 = torch.sinc(r[:, None] * self.nodes / math.pi)  # [e2, Q]
         phi = scatter_sum((j0 @ kernel_weights) * q[other], centre, q.shape[0])
@@ -154,13 +154,10 @@ def _atoms_of_graphs(graph: torch.Tensor, num_atoms: torch.Tensor):
     return ptr[graph][item] + offset, item
 
 
-def _pairs_within_graphs(num_atoms: torch.Tensor, selected: torch.Tensor):
+def _pairs_within_graphs(batch: torch.Tensor, num_atoms: torch.Tensor, selected: torch.Tensor):
     """All ordered pairs (i, j), i != j, of atoms in the same selected graph: ([e2], [e2])."""
-    graph_of_atom = torch.repeat_interleave(
-        torch.arange(num_atoms.shape[0], device=num_atoms.device), num_atoms
-    )
-    atoms = torch.nonzero(selected[graph_of_atom]).squeeze(-1)  # [n_sel]
-    other, centre_slot = _atoms_of_graphs(graph_of_atom[atoms], num_atoms)
+    atoms = torch.nonzero(selected[batch]).squeeze(-1)  # [n_sel]
+    other, centre_slot = _atoms_of_graphs(batch[atoms], num_atoms)
     centre = atoms[centre_slot]
     keep = other != centre
     return centre[keep], other[keep]
