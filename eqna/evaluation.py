@@ -5,7 +5,8 @@ import torch
 
 from eqna.data import keys
 from eqna.train.data import make_loader
-from eqna.train.metrics import ErrorAccumulator, errors, wants_stress
+from eqna.train.metrics import ErrorAccumulator
+from eqna.train.tasks import PotentialTask, PropertyTask, predicts_property
 
 
 def _reference_energy(model, batch) -> torch.Tensor:
@@ -14,12 +15,29 @@ def _reference_energy(model, batch) -> torch.Tensor:
     Parity plots show E - sum E0: total energies of different molecules differ by hundreds of
     eV and would hide every error on one diagonal.
     """
-    shift = getattr(model.energy_model, "energy_shift", None)
+    shift = getattr(getattr(model, "energy_model", None), "energy_shift", None)
     num_graphs = batch[keys.NUM_ATOMS].shape[0]
     if shift is None:
         return batch[keys.ENERGY].new_zeros(num_graphs)
     e0 = shift.atomic_energies[batch[keys.NODE_TYPES]].to(batch[keys.ENERGY].dtype)
     return batch[keys.ENERGY].new_zeros(num_graphs).index_add_(0, batch[keys.BATCH], e0)
+
+
+def _masks(model, batch, dtype) -> dict:
+    """quantity -> (label mask, key, offset, divisor) of the parity arrays."""
+    if keys.HAS_PROPERTY in batch:
+        return {"property": (batch[keys.HAS_PROPERTY].bool(), keys.PROPERTY, 0.0, 1.0)}
+    n = batch[keys.NUM_ATOMS].to(dtype)
+    return {
+        "energy_per_atom": (
+            batch[keys.HAS_ENERGY].bool(),
+            keys.ENERGY,
+            _reference_energy(model, batch),
+            n,
+        ),
+        "forces": (batch[keys.HAS_FORCES].bool()[batch[keys.BATCH]], keys.FORCES, 0.0, 1.0),
+        "stress": (batch[keys.HAS_STRESS].bool(), keys.STRESS, 0.0, 1.0),
+    }
 
 
 def evaluate_dataset(
@@ -32,23 +50,20 @@ def evaluate_dataset(
     """Run ``model`` over ``dataset``; returns (metrics in meV units, parity arrays in eV units).
 
     Parity arrays: ``{quantity: (reference [m], predicted [m])}`` for labelled quantities, with
-    energy per atom relative to the model's E0s, force components and stress components.
+    energy per atom relative to the model's E0s, force components and stress components, or
+    the property values of a property model.
     """
     dtype = dtype or next(model.parameters()).dtype
     model = model.to(device).eval()
+    task = PropertyTask() if predicts_property(model) else PotentialTask()
     accumulator = ErrorAccumulator()
-    pairs = {"energy_per_atom": ([], []), "forces": ([], []), "stress": ([], [])}
+    pairs = {name: ([], []) for name in ("energy_per_atom", "forces", "stress", "property")}
     for batch in make_loader(dataset, batch_size, dtype, shuffle=False):
         batch = {k: v.to(device) for k, v in batch.items()}
-        pred = model(batch, compute_stress=wants_stress(batch))
-        accumulator.update(errors(pred, batch))
-        n = batch[keys.NUM_ATOMS].to(dtype)
-        e0 = _reference_energy(model, batch)
-        masks = {
-            "energy_per_atom": (batch[keys.HAS_ENERGY].bool(), keys.ENERGY, e0, n),
-            "forces": (batch[keys.HAS_FORCES].bool()[batch[keys.BATCH]], keys.FORCES, 0.0, 1.0),
-            "stress": (batch[keys.HAS_STRESS].bool(), keys.STRESS, 0.0, 1.0),
-        }
+        with torch.no_grad() if isinstance(task, PropertyTask) else torch.enable_grad():
+            pred = task.predict(model, batch)
+        accumulator.update(task.residuals(pred, batch))
+        masks = _masks(model, batch, dtype)
         for name, (mask, key, offset, divisor) in masks.items():
             if key not in pred:
                 continue

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqna.train.metrics import QUANTITIES, UNITS
+from eqna.train.metrics import FACTORS, QUANTITIES, UNITS
 
 __all__ = ["error_histograms", "learning_curves", "parity_plot", "read_metrics_csv", "residuals"]
 
@@ -47,9 +47,11 @@ def residuals(parity: dict) -> dict[str, np.ndarray]:
     return {name: np.asarray(pred) - np.asarray(ref) for name, (ref, pred) in parity.items()}
 
 
-def _mae_rmse(residual_ev: np.ndarray) -> tuple[float, float]:
-    """MAE and RMSE in meV units of residuals given in eV units."""
-    return 1000 * float(np.abs(residual_ev).mean()), 1000 * float(np.sqrt((residual_ev**2).mean()))
+def _mae_rmse(residual_ev: np.ndarray, name: str) -> tuple[float, float]:
+    """MAE and RMSE in the reported units (meV, see ``FACTORS``) of residuals in eV units."""
+    factor = FACTORS[name]
+    mae, rmse = np.abs(residual_ev).mean(), np.sqrt((residual_ev**2).mean())
+    return factor * float(mae), factor * float(rmse)
 
 
 def parity_plot(parity: dict, path: str | Path, title: str = "") -> Path:
@@ -70,7 +72,7 @@ def parity_plot(parity: dict, path: str | Path, title: str = "") -> Path:
         ax.scatter(ref, pred, s=3, alpha=0.4)
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        mae, rmse = _mae_rmse(np.asarray(pred) - np.asarray(ref))
+        mae, rmse = _mae_rmse(np.asarray(pred) - np.asarray(ref), name)
         unit = UNITS[name].replace("meV", "eV")
         label = f"{name} - E0" if name == "energy_per_atom" else name
         ax.set(
@@ -95,8 +97,8 @@ def error_histograms(parity: dict, path: str | Path, title: str = "") -> Path:
     _require_data(parity)
     fig, axes = _figure(len(parity))
     for ax, (name, residual) in zip(axes, residuals(parity).items()):
-        mae, rmse = _mae_rmse(residual)
-        residual_mev = 1000 * residual
+        mae, rmse = _mae_rmse(residual, name)
+        residual_mev = FACTORS[name] * residual
         edges = np.histogram_bin_edges(residual_mev, bins="auto")
         ax.hist(residual_mev, bins=edges if len(edges) <= 101 else 100)
         ax.axvline(0.0, color="k", ls="--", lw=0.8)
@@ -110,7 +112,9 @@ def error_histograms(parity: dict, path: str | Path, title: str = "") -> Path:
 
 def _require_data(parity: dict) -> None:
     if not parity:
-        raise ValueError("nothing to plot: the data set has no energy, force or stress labels")
+        raise ValueError(
+            "nothing to plot: the data set has no energy, force, stress or property labels"
+        )
 
 
 def read_metrics_csv(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

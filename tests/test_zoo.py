@@ -2,10 +2,13 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from eqna.models.io import build_model
+from eqna.data.collate import collate, to_device
+from eqna.data.graph import atoms_to_graph
+from eqna.models.io import build_model, builder_hparams
 from eqna.testing import (
     check_batch_equals_single,
     check_forces_finite_difference,
@@ -13,8 +16,10 @@ from eqna.testing import (
     check_o3_equivariance,
     check_translation,
     default_structures,
+    random_orthogonal,
 )
 from eqna.train.config import load_config
+from eqna.train.tasks import predicts_property
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 ELEMENTS = [1, 6, 8]
@@ -27,23 +32,48 @@ def zoo_model(request):
     family = model.pop("family")
     torch.manual_seed(0)
     hparams = {**model, **DERIVED, "avg_num_neighbors": 10.0, "scale": 1.3, "shift": -0.2}
+    if model.get("output") == "property":
+        hparams.update(atomic_energies=None, target_mean=[-1.0], target_std=[0.5])
     reciprocal = bool((model.get("neural_atoms") or {}).get("reciprocal"))
     structures = default_structures(ELEMENTS)[: 2 if reciprocal else 3]  # no slabs for Ewald
-    return build_model(family, hparams).double().eval(), structures
+    return build_model(family, builder_hparams(family, hparams)).double().eval(), structures
+
+
+def _energy_model(zoo_model):
+    model, structures = zoo_model
+    if predicts_property(model):
+        pytest.skip("property model: see test_zoo_property_entry_is_invariant")
+    return model, structures
+
+
+def test_zoo_property_entry_is_invariant(zoo_model):
+    model, structures = zoo_model
+    if not predicts_property(model):
+        pytest.skip("potential")
+    crystal = structures[1].repeat((2, 1, 1))
+    rng = np.random.default_rng(0)
+    rotation = random_orthogonal(rng, proper=False)
+    moved = crystal.copy()
+    moved.positions = moved.positions @ rotation.T + 1.5
+    moved.cell = moved.cell.array @ rotation.T
+    moved = moved[rng.permutation(len(moved))]
+    graphs = [atoms_to_graph(a, model.r_max, ELEMENTS) for a in (crystal, moved)]
+    out = model(to_device(collate(graphs), "cpu", torch.float64))["property"].detach()
+    torch.testing.assert_close(out[1], out[0], rtol=1e-9, atol=1e-10)
 
 
 def test_zoo_entry_is_equivariant(zoo_model):
-    model, structures = zoo_model
+    model, structures = _energy_model(zoo_model)
     check_o3_equivariance(model, structures)
     check_translation(model, structures)
     check_batch_equals_single(model, structures)
 
 
 def test_zoo_entry_is_conservative(zoo_model):
-    model, structures = zoo_model
+    model, structures = _energy_model(zoo_model)
     check_forces_finite_difference(model, structures[:1])
 
 
 def test_zoo_entry_isolated_atoms(zoo_model):
-    model, _ = zoo_model
+    model, _ = _energy_model(zoo_model)
     check_isolated_atom(model, dict(zip(ELEMENTS, DERIVED["atomic_energies"], strict=True)))

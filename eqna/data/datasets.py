@@ -1,5 +1,6 @@
 """Reading labelled structures with ASE, splitting them, and turning them into graphs."""
 
+import io
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -11,6 +12,7 @@ from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from eqna.data import keys
+from eqna.data.cgcnn_folder import ID_PROP, is_cgcnn_folder, read_cgcnn_folder
 from eqna.data.graph import atoms_to_graph
 
 EMBEDDED_PREFIX = "embedded:"
@@ -27,6 +29,7 @@ class LabelKeys:
     energy: str = "energy"
     forces: str = "forces"
     stress: str = "stress"
+    properties: tuple[str, ...] = ()  # ``atoms.info`` keys of per-structure targets, if any
 
 
 def resolve_path(spec: str) -> Path:
@@ -39,21 +42,45 @@ def resolve_path(spec: str) -> Path:
             raise DataError(f"{spec}: no embedded data set named {name!r} (shipped: {shipped})")
         return path
     path = Path(spec).expanduser()
+    if is_cgcnn_folder(path):
+        return path
+    if path.is_dir():
+        raise DataError(f"{spec}: is a folder without {ID_PROP} (the CGCNN layout needs one)")
     if not path.is_file():
         raise DataError(f"{spec}: file not found (relative paths start at {Path.cwd()})")
     return path
 
 
 def read_structures(spec: str) -> list[Atoms]:
-    """All frames of a file in any format ASE reads (extxyz first)."""
+    """All frames of a file in any format ASE reads (extxyz first), or of a CGCNN folder."""
     path = resolve_path(spec)
+    if is_cgcnn_folder(path):
+        try:
+            return read_cgcnn_folder(path)
+        except ValueError as err:
+            raise DataError(str(err)) from err
     try:
-        frames = ase.io.read(path, index=":")
+        frames = _read_all(path)
     except Exception as err:
         raise DataError(f"{path}: cannot be read by ase.io.read ({err})") from err
     if not frames:
         raise DataError(f"{path}: contains no structures")
     return frames
+
+
+def _read_all(path: Path) -> list[Atoms]:
+    """ase.io.read(path, ":"), decompressing .gz/.bz2/.xz files in memory first.
+
+    ASE's extxyz reader seeks back to every frame; in a compressed stream each backward seek
+    decompresses from the start, which makes a 10,000-frame .xyz.gz take minutes, not seconds.
+    """
+    from ase.io.formats import filetype, open_with_compression
+
+    if path.suffix.lower() not in (".gz", ".bz2", ".xz"):
+        return ase.io.read(path, index=":")
+    with open_with_compression(str(path), "r") as handle:
+        text = handle.read()
+    return ase.io.read(io.StringIO(text), index=":", format=filetype(str(path)))
 
 
 def _lookup(atoms: Atoms, key: str, calc_name: str):
@@ -108,12 +135,40 @@ def extract_labels(atoms: Atoms, label_keys: LabelKeys, where: str) -> dict[str,
             raise DataError(f"{where}{key} label is not finite")
         labels[flag] = np.asarray(present)
     labels[keys.WEIGHT] = np.asarray(1.0)
+    if label_keys.properties:
+        labels[keys.PROPERTY] = property_labels(atoms, label_keys.properties, where)
+        labels[keys.HAS_PROPERTY] = np.asarray(True)
     return labels
 
 
+def property_labels(atoms: Atoms, names: tuple[str, ...], where: str) -> np.ndarray:
+    """[t] float64 per-structure targets from ``atoms.info``; missing or non-numbers are errors."""
+    values = []
+    for name in names:
+        if name not in atoms.info:
+            present = ", ".join(sorted(atoms.info)) or "none"
+            raise DataError(
+                f"{where}no atoms.info[{name!r}] (data.target_key); info keys present: {present}"
+            )
+        value = atoms.info[name]
+        try:
+            number = float(np.asarray(value).item())
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{where}atoms.info[{name!r}] = {value!r} is not a number (data.target_key)"
+            ) from None
+        if not np.isfinite(number):
+            raise DataError(f"{where}atoms.info[{name!r}] = {value!r} is not finite")
+        values.append(number)
+    return np.asarray(values, dtype=np.float64)
+
+
 def is_isolated_atom(atoms: Atoms) -> bool:
-    """An isolated-atom reference frame (one atom, or tagged config_type IsolatedAtom)."""
-    return len(atoms) == 1 or atoms.info.get("config_type") == "IsolatedAtom"
+    """An isolated-atom reference frame: tagged config_type IsolatedAtom, or one atom without
+    periodicity (a one-atom periodic cell, e.g. bcc Fe, is a crystal, not a reference)."""
+    if atoms.info.get("config_type") == "IsolatedAtom":
+        return True
+    return len(atoms) == 1 and not atoms.pbc.any()
 
 
 def split_indices(n: int, valid_fraction: float, test_fraction: float, seed: int):
@@ -136,14 +191,18 @@ class GraphDataset(torch.utils.data.Dataset):
         label_keys: LabelKeys,
         name: str,
         frame_ids: list[int] | None = None,
+        max_num_neighbors: int | None = None,
     ):
         self.structures = structures
         self.graphs = []
         self.frame_ids = list(range(len(structures)) if frame_ids is None else frame_ids)
         for frame, atoms in zip(self.frame_ids, structures):
-            where = f"{name} frame {frame}: "
+            ident = f" (id {atoms.info['id']})" if "id" in atoms.info else ""
+            where = f"{name} frame {frame}{ident}: "
             labels = extract_labels(atoms, label_keys, where)
-            self.graphs.append(atoms_to_graph(atoms, cutoff, elements, labels, where))
+            self.graphs.append(
+                atoms_to_graph(atoms, cutoff, elements, labels, where, max_num_neighbors)
+            )
 
     def __len__(self) -> int:
         return len(self.graphs)

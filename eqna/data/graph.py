@@ -7,7 +7,7 @@ import torch
 from ase import Atoms
 
 from eqna.data import keys
-from eqna.data.neighbours import neighbour_graph
+from eqna.data.neighbours import nearest_neighbour_mask, neighbour_graph
 
 
 class UnknownElementError(KeyError):
@@ -40,6 +40,7 @@ def atoms_to_graph(
     elements: Sequence[int],
     labels: dict[str, np.ndarray] | None = None,
     where: str = "",
+    max_num_neighbors: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Build the graph of one structure, in float64.
 
@@ -49,12 +50,23 @@ def atoms_to_graph(
         elements: atomic numbers the model knows, in the model's type order.
         labels: optional label arrays by key (energy scalar, forces [n, 3], stress [3, 3]).
         where: prefix for error messages, e.g. ``"train.xyz frame 12: "``.
+        max_num_neighbors: keep only each atom's nearest neighbours (property models; the
+            model applies the same rule, so this only saves memory).
 
     Returns:
         One-graph dict; graph fields carry a leading dimension of 1.
     """
     numbers = atoms.numbers.astype(np.int64)
     edge_index, shifts = neighbour_graph(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    if max_num_neighbors is not None:
+        i, j = edge_index
+        lengths = np.linalg.norm(
+            atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1
+        )
+        keep = nearest_neighbour_mask(
+            torch.from_numpy(i), torch.from_numpy(lengths), max_num_neighbors
+        ).numpy()
+        edge_index, shifts = edge_index[:, keep], shifts[keep]
     graph = {
         keys.POSITIONS: torch.tensor(atoms.positions, dtype=torch.float64),
         keys.ATOMIC_NUMBERS: torch.from_numpy(numbers),

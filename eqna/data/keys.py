@@ -29,11 +29,28 @@ WEIGHT: Final[str] = "weight"  # [g] per-structure loss weight
 HAS_ENERGY: Final[str] = "has_energy"  # [g] bool, label present
 HAS_FORCES: Final[str] = "has_forces"  # [g] bool
 HAS_STRESS: Final[str] = "has_stress"  # [g] bool
+PROPERTY: Final[str] = "property"  # [g, t] per-structure target(s) in their data units
+HAS_PROPERTY: Final[str] = "has_property"  # [g] bool
+FLOW_LOGDET: Final[str] = "flow_logdet"  # [g] log|det| of an invertible (flow) encoder
 
 NODE_FIELDS: Final[frozenset] = frozenset(
     {POSITIONS, ATOMIC_NUMBERS, NODE_TYPES, BATCH, FORCES, ATOMIC_ENERGIES}
 )
 EDGE_FIELDS: Final[frozenset] = frozenset({EDGE_INDEX, EDGE_CELL_SHIFT})
 GRAPH_FIELDS: Final[frozenset] = frozenset(
-    {CELL, PBC, NUM_ATOMS, ENERGY, STRESS, VIRIAL, WEIGHT, HAS_ENERGY, HAS_FORCES, HAS_STRESS}
+    {
+        CELL,
+        PBC,
+        NUM_ATOMS,
+        ENERGY,
+        STRESS,
+        VIRIAL,
+        WEIGHT,
+        HAS_ENERGY,
+        HAS_FORCES,
+        HAS_STRESS,
+        PROPERTY,
+        HAS_PROPERTY,
+        FLOW_LOGDET,
+    }
 )

@@ -1,6 +1,7 @@
 """Neighbour lists with integer cell shifts, for periodic, mixed and non-periodic systems."""
 
 import numpy as np
+import torch
 from matscipy.neighbours import neighbour_list
 
 
@@ -58,3 +59,32 @@ def neighbour_graph(
     keep = ~((i == j) & (shifts == 0).all(axis=1))
     edge_index = np.stack([i[keep], j[keep]]).astype(np.int64)
     return edge_index, shifts[keep]
+
+
+def nearest_neighbour_mask(centres: torch.Tensor, lengths: torch.Tensor, k: int) -> torch.Tensor:
+    """Keeps, for every centre atom, its ``k`` shortest edges (CGCNN's max_num_nbr).
+
+    Ties are broken by edge order, so the choice is deterministic. Dropping edges is not smooth
+    in the positions: use it for property models, never for potentials.
+
+    Args:
+        centres: [e] long, the centre atom of each edge (``edge_index[0]``).
+        lengths: [e] float, edge lengths.
+        k: maximum number of neighbours per centre, >= 1.
+
+    Returns:
+        [e] bool mask of the edges kept.
+    """
+    if centres.numel() == 0:
+        return torch.ones(0, dtype=torch.bool, device=centres.device)
+    by_length = torch.sort(lengths.detach(), stable=True).indices
+    order = by_length[torch.sort(centres[by_length], stable=True).indices]  # centre, then length
+    sorted_centres = centres[order]
+    first = torch.ones_like(sorted_centres, dtype=torch.bool)
+    first[1:] = sorted_centres[1:] != sorted_centres[:-1]
+    starts = torch.nonzero(first).squeeze(1)
+    run_start = starts[torch.cumsum(first.long(), 0) - 1]
+    rank = torch.arange(order.numel(), device=centres.device) - run_start
+    keep = torch.zeros_like(first)
+    keep[order] = rank < k
+    return keep

@@ -62,3 +62,18 @@ def average_num_neighbors(graphs: Sequence[dict]) -> float:
     edges = sum(g[keys.EDGE_INDEX].shape[1] for g in graphs)
     atoms = sum(g[keys.NODE_TYPES].shape[0] for g in graphs)
     return max(edges / max(atoms, 1), 1.0)
+
+
+def target_statistics(graphs: Sequence[dict], per_atom: bool) -> tuple[list[float], list[float]]:
+    """Mean and std [t] of the per-structure targets (divided by the atom count if ``per_atom``).
+
+    A constant target gets std 1, so the model's output scale stays of order one.
+    """
+    values = []
+    for g in graphs:
+        y = g[keys.PROPERTY].reshape(-1).double()
+        values.append(y / g[keys.NODE_TYPES].shape[0] if per_atom else y)
+    stacked = torch.stack(values)  # [structures, t]
+    std = stacked.std(dim=0, unbiased=False) if len(values) > 1 else torch.ones(stacked.shape[1])
+    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    return stacked.mean(dim=0).tolist(), std.tolist()

@@ -9,7 +9,7 @@ from eqna.nn.geometry import edge_vectors, scatter_sum
 from eqna.nn.interaction import Interaction
 from eqna.nn.neural_atoms import NeuralAtoms
 from eqna.nn.radial import RadialEmbedding
-from eqna.nn.readout import AtomicEnergyShift, ScalarReadout
+from eqna.nn.readout import AtomicEnergyShift, PropertyHead, ScalarReadout
 
 
 def hidden_irreps(num_channels: int, l_max: int) -> o3.Irreps:
@@ -20,13 +20,15 @@ def hidden_irreps(num_channels: int, l_max: int) -> o3.Irreps:
 class EquivariantEnergyModel(nn.Module):
     """Graph dict -> per-atom and total energies. Forces and stress come from the physics wrapper.
 
-    Node features are ``hidden_irreps(num_channels, l_max)``, e.g. ``64x0e+64x1o``.
+    Node features are ``hidden_irreps(num_channels, l_max)``, e.g. ``64x0e+64x1o``. With
+    ``property_head`` the model instead maps invariants of the final features to a
+    per-structure ``property`` (``output: property`` in the builder).
     """
 
     def __init__(
         self,
         elements: list[int],
-        atomic_energies: list[float],
+        atomic_energies: list[float] | None,
         avg_num_neighbors: float,
         scale: float,
         shift: float,
@@ -40,6 +42,7 @@ class EquivariantEnergyModel(nn.Module):
         readout_hidden: int,
         neural_atoms: dict | None = None,
         neural_atoms_after: list[int] = (0,),
+        property_head: PropertyHead | None = None,
     ):
         super().__init__()
         self.r_max = float(r_max)
@@ -74,8 +77,13 @@ class EquivariantEnergyModel(nn.Module):
                 )
             for i in sorted(set(neural_atoms_after)):
                 self.neural_atoms[str(i)] = NeuralAtoms(irreps_hidden, **neural_atoms)
-        self.readout = ScalarReadout(irreps, readout_hidden)
-        self.energy_shift = AtomicEnergyShift(atomic_energies, scale, shift)
+        self.output = "energy" if property_head is None else "property"
+        if property_head is None:
+            self.readout = ScalarReadout(irreps, readout_hidden)
+            self.energy_shift = AtomicEnergyShift(atomic_energies, scale, shift)
+        else:
+            self.invariants = o3.Linear(irreps, o3.Irreps(f"{readout_hidden}x0e"))
+            self.head = property_head
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         vectors = edge_vectors(data)  # [e, 3]
@@ -92,9 +100,11 @@ class EquivariantEnergyModel(nn.Module):
             h = update + h if update.shape == h.shape else update
             if str(i) in self.neural_atoms:
                 h = self.neural_atoms[str(i)](h, data)
+        num_graphs = data[keys.NUM_ATOMS].shape[0]
+        if self.output == "property":
+            return {keys.PROPERTY: self.head(self.invariants(h), data[keys.BATCH], num_graphs)}
         coordination = scatter_sum(envelope, data[keys.EDGE_INDEX][0], h.shape[0])
         atomic_energies = self.energy_shift(self.readout(h), coordination, types)  # [n]
-        num_graphs = data[keys.NUM_ATOMS].shape[0]
         energy = scatter_sum(atomic_energies, data[keys.BATCH], num_graphs)
         return {keys.ATOMIC_ENERGIES: atomic_energies, keys.ENERGY: energy}
 
@@ -102,8 +112,8 @@ class EquivariantEnergyModel(nn.Module):
 def build_equivariant(
     *,
     elements: list[int],
-    atomic_energies: list[float],
-    avg_num_neighbors: float,
+    atomic_energies: list[float] | None = None,
+    avg_num_neighbors: float = 1.0,
     scale: float = 1.0,
     shift: float = 0.0,
     r_max: float = 5.0,
@@ -116,16 +126,34 @@ def build_equivariant(
     readout_hidden: int = 16,
     neural_atoms: dict | None = None,
     neural_atoms_after: list[int] = (0,),
+    output: str = "energy",
+    pooling: str = "mean",
+    target_mean: list[float] | None = None,
+    target_std: list[float] | None = None,
 ) -> EquivariantEnergyModel:
     """NequIP-style equivariant potential (see :class:`EquivariantEnergyModel`).
 
     ``neural_atoms``: keyword arguments of :class:`eqna.nn.neural_atoms.NeuralAtoms` (None: no
     neural atoms); one such layer follows each interaction block listed in ``neural_atoms_after``
     (0-based). After the last block only its scalars reach the energy readout.
+
+    ``output: property`` predicts a per-structure target instead of energies: invariants of the
+    final features (``readout_hidden`` of them) are pooled (``pooling``: ``mean`` intensive,
+    ``sum`` extensive) by :class:`eqna.nn.readout.PropertyHead` with the data's ``target_mean``
+    and ``target_std``.
     """
+    if output not in ("energy", "property"):
+        raise ValueError(f"model.output: unknown {output!r}; choose from energy, property")
+    head = None
+    if output == "property":
+        if target_mean is None or target_std is None:
+            raise ValueError("output 'property' needs target_mean/target_std (data.target_key)")
+        head = PropertyHead(readout_hidden, readout_hidden, pooling, target_mean, target_std)
+    elif atomic_energies is None:
+        raise ValueError("output 'energy' needs atomic_energies (computed from the data)")
     return EquivariantEnergyModel(
         list(elements),
-        list(atomic_energies),
+        None if atomic_energies is None else list(atomic_energies),
         avg_num_neighbors,
         scale,
         shift,
@@ -139,6 +167,7 @@ def build_equivariant(
         readout_hidden,
         None if neural_atoms is None else dict(neural_atoms),
         list(neural_atoms_after),
+        head,
     )
 
 

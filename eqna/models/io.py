@@ -1,5 +1,6 @@
 """Deployable model files: config + state_dict + metadata, loaded with ``weights_only=True``."""
 
+import inspect
 import os
 from pathlib import Path
 
@@ -29,8 +30,9 @@ def _versions() -> dict[str, str]:
     }
 
 
-def build_model(family: str, hparams: dict) -> ForceStressOutput:
-    """Builder of ``family`` called with ``hparams``, wrapped for forces and stress.
+def build_model(family: str, hparams: dict) -> nn.Module:
+    """Builder of ``family`` called with ``hparams``; energy models are wrapped for forces and
+    stress (:class:`ForceStressOutput`), property models (``output: property``) are not.
 
     e3nn's TorchScript code generation is switched off while building: the script profiler
     re-specialises for every new number of edges, which costs seconds per step early in
@@ -41,14 +43,22 @@ def build_model(family: str, hparams: dict) -> ForceStressOutput:
     defaults = e3nn.get_optimization_defaults()
     e3nn.set_optimization_defaults(jit_script_fx=False)
     try:
-        return ForceStressOutput(MODEL_BUILDERS[family](**hparams))
+        model = MODEL_BUILDERS[family](**hparams)
     finally:
         e3nn.set_optimization_defaults(**defaults)
+    return model if getattr(model, "output", "energy") == "property" else ForceStressOutput(model)
+
+
+def builder_hparams(family: str, values: dict) -> dict:
+    """The entries of ``values`` that ``family``'s builder accepts (data-derived statistics are
+    computed for every model; a property model takes no E0s, a potential no target std)."""
+    params = inspect.signature(MODEL_BUILDERS[family]).parameters
+    return {k: v for k, v in values.items() if k in params}
 
 
 def save_model(
     path: str | Path,
-    model: ForceStressOutput,
+    model: nn.Module,
     family: str,
     hparams: dict,
     config: dict | None = None,
@@ -76,7 +86,7 @@ def save_model(
 
 def load_model(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-) -> tuple[ForceStressOutput, dict]:
+) -> tuple[nn.Module, dict]:
     """Rebuild a saved model in eval mode; returns (model, payload without the state_dict)."""
     path = Path(path)
     if not path.is_file():

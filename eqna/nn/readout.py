@@ -45,3 +45,48 @@ class AtomicEnergyShift(nn.Module):
     ) -> torch.Tensor:  # [n] eV
         binding = self.binding[node_types] * torch.tanh(coordination)
         return self.atomic_energies[node_types] + self.scale * e + binding
+
+
+POOLINGS = ("mean", "sum")
+
+
+class PropertyHead(nn.Module):
+    """Invariant atom features [n, f] -> one vector [g, t] per structure, in the target's units.
+
+    ``mean`` (intensive, CGCNN): y = std * MLP(mean_i h_i) + mean; ``sum`` (extensive):
+    y = sum_i (std * MLP(h_i) + mean), with mean and std per atom. ``target_mean`` and
+    ``target_std`` come from the training labels, so the MLP learns a quantity of order one.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        pooling: str,
+        target_mean: list[float],
+        target_std: list[float],
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"model.pooling: unknown {pooling!r}; choose from {POOLINGS}")
+        if len(target_mean) != len(target_std):
+            raise ValueError("target_mean and target_std differ in length")
+        self.pooling = pooling
+        num_targets = len(target_mean)
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.Softplus(), nn.Linear(hidden, num_targets)
+        )
+        self.register_buffer("target_mean", torch.tensor(target_mean, dtype=torch.float64))
+        self.register_buffer("target_std", torch.tensor(target_std, dtype=torch.float64))
+
+    def forward(self, h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+        counts = torch.zeros(num_graphs, dtype=h.dtype, device=h.device)
+        counts.index_add_(0, batch, torch.ones_like(batch, dtype=h.dtype))
+        if self.pooling == "mean":
+            pooled = torch.zeros(num_graphs, h.shape[1], dtype=h.dtype, device=h.device)
+            pooled.index_add_(0, batch, h)
+            pooled = pooled / counts.clamp(min=1).unsqueeze(-1)  # [g, f]
+            return self.mlp(pooled) * self.target_std + self.target_mean  # [g, t]
+        per_atom = self.mlp(h) * self.target_std + self.target_mean  # [n, t]
+        out = torch.zeros(num_graphs, per_atom.shape[1], dtype=h.dtype, device=h.device)
+        return out.index_add_(0, batch, per_atom)

@@ -55,14 +55,25 @@ __all__ = [
     "validate_model_section",
 ]
 
-DATA_DERIVED = ("elements", "atomic_energies", "avg_num_neighbors", "scale", "shift")
+DATA_DERIVED = (
+    "elements",
+    "atomic_energies",
+    "avg_num_neighbors",
+    "scale",
+    "shift",
+    "target_mean",
+    "target_std",
+)
 """Model builder parameters filled in from the training data; setting them is an error."""
 
 DEFAULT_FAMILY = "equivariant"
 SECTIONS = ("model", "data", "training")
 E0S_MODES = ("auto", "isolated", "least_squares")
 _SET_BY_MODEL = {"irreps_in": "is set by the model"}
-_DERIVED = dict.fromkeys(DATA_DERIVED, "is computed from the data and cannot be set in the config")
+_DERIVED = {
+    **dict.fromkeys(DATA_DERIVED, "is computed from the data and cannot be set in the config"),
+    "atom_feature_table": "is read from model.atom_features_file when training starts",
+}
 
 
 @dataclasses.dataclass
@@ -85,6 +96,9 @@ class DataConfig:
     batch_size: int = 8  # training batch size in frames, >= 1
     valid_batch_size: int = 32  # validation/test batch size, >= 1
     max_train_frames: int | None = None  # use at most this many training frames (None: all)
+    # ``atoms.info`` key(s) of a per-structure target (one key, or a list for a vector target);
+    # required by property models (model.output: property), which then need no energies
+    target_key: str | list[str] | None = None
 
 
 @dataclasses.dataclass
@@ -110,6 +124,9 @@ class TrainingConfig:
     # lambda of the L1 penalty lambda * sum_k g_k on the neural-atom gates (no effect without
     # neural atoms or with learn_gates: false), >= 0
     gate_penalty: float = 1e-3
+    # property models: loss on residuals in units of the target std ("mae", "mse" or "huber")
+    property_loss: Literal["mae", "mse", "huber"] = "mae"
+    huber_delta: float = 0.1  # Huber transition in units of the target std, > 0
     early_stopping_patience: int | None = 30  # epochs without improvement; None disables
     gradient_clip: float | None = 10.0  # gradient norm clip threshold, > 0; None disables
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
@@ -173,6 +190,7 @@ _RANGE_CHECKS: dict[str, dict[str, schema.Check]] = {
         "forces_weight": schema.NONNEG,
         "stress_weight": schema.NONNEG,
         "gate_penalty": schema.NONNEG,
+        "huber_delta": schema.POSITIVE,
         "early_stopping_patience": schema.AT_LEAST_1,
         "gradient_clip": schema.POSITIVE,
         "log_every_n_steps": schema.AT_LEAST_1,
@@ -255,6 +273,23 @@ def _check_data(data: DataConfig, errs: Errors) -> None:
             errs.add(f"data.e0s.{symbol}", f"data.e0s: {symbol!r} is not an element symbol")
 
 
+def _check_task(model: dict, data: DataConfig, errs: Errors) -> None:
+    """A property model needs a target key; a potential must not have one."""
+    output = model.get("output", "energy")
+    if output == "property" and not data.target_key:
+        errs.add(
+            "data.target_key",
+            f"data.target_key: model.output is 'property' (family {model['family']!r}): name "
+            "the atoms.info key of the per-structure target, e.g. data.target_key=e_form",
+        )
+    if output != "property" and data.target_key:
+        errs.add(
+            "data.target_key",
+            f"data.target_key is set ({data.target_key!r}) but model.output is {output!r}: set "
+            "model.output=property to train on it, or remove data.target_key",
+        )
+
+
 def _build_config(raw: Any, source: str, builders: Mapping | None, origins: Mapping) -> Config:
     """Validates a raw config mapping into a :class:`Config`."""
     errs = Errors(source, origins)
@@ -295,6 +330,8 @@ def _build_config(raw: Any, source: str, builders: Mapping | None, origins: Mapp
         )
     if data is not None:
         _check_data(data, errs)
+    if data is not None and model:
+        _check_task(model, data, errs)
     errs.raise_if_any()
     return Config(model, data, training, name=Path(source).stem, source=source)
 

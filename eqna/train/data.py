@@ -21,6 +21,7 @@ from eqna.data.statistics import (
     energy_scale_shift,
     isolated_atom_energies,
     least_squares_energies,
+    target_statistics,
 )
 from eqna.train.config import DataConfig
 
@@ -35,8 +36,15 @@ class PreparedData:
     derived: dict  # elements, atomic_energies, avg_num_neighbors, scale, shift
 
 
+def target_keys(cfg: DataConfig) -> tuple[str, ...]:
+    """The ``atoms.info`` keys of the per-structure target(s); empty for potentials."""
+    if cfg.target_key is None:
+        return ()
+    return (cfg.target_key,) if isinstance(cfg.target_key, str) else tuple(cfg.target_key)
+
+
 def _label_keys(cfg: DataConfig) -> LabelKeys:
-    return LabelKeys(energy=cfg.energy_key, forces=cfg.forces_key, stress=cfg.stress_key)
+    return LabelKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key, target_keys(cfg))
 
 
 def _energy_reader(spec: str, keys: LabelKeys):
@@ -70,18 +78,29 @@ def _subset(frames, indices):
     return [frames[i] for i in indices], [int(i) for i in indices]
 
 
-def prepare_data(cfg: DataConfig, r_max: float, elements: list[int] | None = None):
-    """Read, split and featurise the data; compute E0s, scale, shift and neighbour count.
+def prepare_data(
+    cfg: DataConfig,
+    r_max: float,
+    elements: list[int] | None = None,
+    *,
+    max_num_neighbors: int | None = None,
+    extensive: bool = False,
+):
+    """Read, split and featurise the data; compute E0s, scale, shift and neighbour count, or,
+    with ``data.target_key``, the target mean and std.
 
     Args:
         cfg: the ``data`` config section.
         r_max: cutoff radius of the model, Å.
         elements: atomic numbers the model must know; default: those in the files.
+        max_num_neighbors: store only each atom's nearest neighbours (property models).
+        extensive: the target is a sum over atoms (sum pooling): statistics per atom.
     """
     keys = _label_keys(cfg)
     frames = read_structures(cfg.train)
-    isolated = [a for a in frames if is_isolated_atom(a)]
-    ids = [i for i, a in enumerate(frames) if not is_isolated_atom(a)]
+    reference = [not keys.properties and is_isolated_atom(a) for a in frames]
+    isolated = [a for a, ref in zip(frames, reference) if ref]
+    ids = [i for i, ref in enumerate(reference) if not ref]
     molecules = [frames[i] for i in ids]
     if cfg.max_train_frames is not None:
         molecules, ids = molecules[: cfg.max_train_frames], ids[: cfg.max_train_frames]
@@ -99,7 +118,13 @@ def prepare_data(cfg: DataConfig, r_max: float, elements: list[int] | None = Non
         0.0 if cfg.test else cfg.test_fraction,
         cfg.split_seed,
     )
-    make = partial(GraphDataset, cutoff=r_max, elements=elements, label_keys=keys)
+    make = partial(
+        GraphDataset,
+        cutoff=r_max,
+        elements=elements,
+        label_keys=keys,
+        max_num_neighbors=max_num_neighbors,
+    )
 
     def from_split(indices):
         return make(
@@ -117,15 +142,14 @@ def prepare_data(cfg: DataConfig, r_max: float, elements: list[int] | None = Non
             f"{cfg.train}: the validation split is empty; raise "
             "data.valid_fraction or give data.valid"
         )
-    e0s = _atomic_energies(cfg, isolated, train, elements)
-    shift, scale = energy_scale_shift(train.graphs, e0s)
-    derived = {
-        "elements": elements,
-        "atomic_energies": e0s,
-        "avg_num_neighbors": average_num_neighbors(train.graphs),
-        "scale": scale,
-        "shift": shift,
-    }
+    derived = {"elements": elements, "avg_num_neighbors": average_num_neighbors(train.graphs)}
+    if keys.properties:
+        mean, std = target_statistics(train.graphs, extensive)
+        derived.update(target_mean=mean, target_std=std)
+    else:
+        e0s = _atomic_energies(cfg, isolated, train, elements)
+        shift, scale = energy_scale_shift(train.graphs, e0s)
+        derived.update(atomic_energies=e0s, scale=scale, shift=shift)
     return PreparedData(train, valid, test, derived)
 
 

@@ -4,8 +4,16 @@ import torch
 
 from eqna.data import keys
 
-QUANTITIES = ("energy_per_atom", "forces", "stress")
-UNITS = {"energy_per_atom": "meV/atom", "forces": "meV/Å", "stress": "meV/Å³"}
+QUANTITIES = ("energy_per_atom", "forces", "stress", "property")
+UNITS = {
+    "energy_per_atom": "meV/atom",
+    "forces": "meV/Å",
+    "stress": "meV/Å³",
+    "property": "target units",
+}
+FACTORS = {"energy_per_atom": 1000.0, "forces": 1000.0, "stress": 1000.0, "property": 1.0}
+"""Residuals are in eV-based units; reported metrics are these multiples (meV; properties as
+labelled in the data)."""
 
 
 def wants_stress(batch: dict[str, torch.Tensor]) -> bool:
@@ -43,12 +51,13 @@ class ErrorAccumulator:
             self.count[name] += r.numel()
 
     def compute(self) -> dict[str, float]:
-        """{"forces_mae": ..., "forces_rmse": ...} in meV units, for labelled quantities."""
+        """{"forces_mae": ..., "forces_rmse": ...} in the units of :data:`UNITS`."""
         result = {}
         for name in QUANTITIES:
             if self.count[name]:
-                result[f"{name}_mae"] = 1000.0 * self.abs_sum[name] / self.count[name]
-                result[f"{name}_rmse"] = 1000.0 * (self.sq_sum[name] / self.count[name]) ** 0.5
+                factor = FACTORS[name]
+                result[f"{name}_mae"] = factor * self.abs_sum[name] / self.count[name]
+                result[f"{name}_rmse"] = factor * (self.sq_sum[name] / self.count[name]) ** 0.5
         return result
 
 
@@ -60,9 +69,10 @@ def format_table(metrics: dict[str, float], title: str = "") -> str:
     ]
     for name in QUANTITIES:
         if f"{name}_mae" in metrics:
+            fmt = ".4g" if name == "property" else ".3f"
             lines.append(
-                f"| {name} | {metrics[f'{name}_mae']:.3f} | "
-                f"{metrics[f'{name}_rmse']:.3f} | {UNITS[name]} |"
+                f"| {name} | {metrics[f'{name}_mae']:{fmt}} | "
+                f"{metrics[f'{name}_rmse']:{fmt}} | {UNITS[name]} |"
             )
     if "k_eff" in metrics:
         lines.append(f"\nneural atoms computed with (K_eff, all layers): {metrics['k_eff']:.0f}")

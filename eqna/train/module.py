@@ -1,4 +1,4 @@
-"""LightningModule: weighted loss, EMA weights for validation and export, metrics per quantity."""
+"""LightningModule: the task's loss, EMA weights for validation and export, metrics per quantity."""
 
 import pytorch_lightning as pl
 import torch
@@ -6,19 +6,20 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from eqna.data import keys
 from eqna.nn.neural_atoms import gate_penalty, k_eff_summary
-from eqna.nn.physics import ForceStressOutput
 from eqna.train.config import TrainingConfig
-from eqna.train.loss import weighted_loss
-from eqna.train.metrics import ErrorAccumulator, errors, wants_stress
+from eqna.train.metrics import ErrorAccumulator
+from eqna.train.tasks import make_task
 
 
 class PotentialModule(pl.LightningModule):
-    """Trains a :class:`ForceStressOutput` model; ``self.ema`` holds the averaged weights."""
+    """Trains a potential (``ForceStressOutput``) or a property model; ``self.ema`` holds the
+    averaged weights. What is predicted and the loss come from :func:`make_task`."""
 
-    def __init__(self, model: ForceStressOutput, cfg: TrainingConfig):
+    def __init__(self, model: torch.nn.Module, cfg: TrainingConfig):
         super().__init__()
         self.model = model
         self.cfg = cfg
+        self.task = make_task(model, cfg)
         self.ema = None
         if cfg.ema_decay is not None:
             self.ema = AveragedModel(
@@ -28,17 +29,13 @@ class PotentialModule(pl.LightningModule):
         self._val_loss = []
 
     @property
-    def eval_model(self) -> ForceStressOutput:
+    def eval_model(self) -> torch.nn.Module:
         """The weights used for validation, testing and export (EMA if enabled)."""
         return self.ema.module if self.ema is not None else self.model
 
-    def _loss(self, pred, batch):
-        cfg = self.cfg
-        return weighted_loss(pred, batch, cfg.energy_weight, cfg.forces_weight, cfg.stress_weight)
-
     def training_step(self, batch, batch_idx):
-        pred = self.model(batch, compute_stress=self.cfg.stress_weight > 0 and wants_stress(batch))
-        loss, parts = self._loss(pred, batch)
+        pred = self.task.predict(self.model, batch, training=True)
+        loss, parts = self.task.loss(pred, batch)
         size = int(batch[keys.NUM_ATOMS].shape[0])
         self.log("train_loss", loss, batch_size=size, prog_bar=True, on_epoch=True, on_step=False)
         penalty = gate_penalty(self.model)
@@ -56,11 +53,10 @@ class PotentialModule(pl.LightningModule):
             self.ema.update_parameters(self.model)
 
     def validation_step(self, batch, batch_idx):
-        with torch.enable_grad():  # forces are a derivative, also in validation
-            pred = self.eval_model(batch, compute_stress=wants_stress(batch))
-        loss, _ = self._loss(pred, batch)
+        pred = self.task.predict(self.eval_model, batch)
+        loss, _ = self.task.loss(pred, batch)
         self._val_loss.append((float(loss), int(batch[keys.NUM_ATOMS].shape[0])))
-        self._val_errors.update(errors(pred, batch))
+        self._val_errors.update(self.task.residuals(pred, batch))
 
     def on_validation_epoch_end(self):
         total = sum(n for _, n in self._val_loss)

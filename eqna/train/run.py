@@ -12,7 +12,8 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.loggers import CSVLogger
 
 from eqna.evaluation import evaluate_dataset
-from eqna.models.io import build_model, save_model
+from eqna.models.io import build_model, builder_hparams, save_model
+from eqna.nn.atom_features import atom_feature_table
 from eqna.nn.neural_atoms import k_eff_summary
 from eqna.plotting import learning_curves
 from eqna.train.config import Config
@@ -22,12 +23,30 @@ from eqna.train.module import PotentialModule
 
 
 def build_from_config(config: Config, data: PreparedData):
-    """The wrapped model and the full hyperparameters (config + data-derived) it was built from."""
+    """The model and the full hyperparameters (config + data-derived) it was built from.
+
+    A SkipAtom table is read from ``model.atom_features_file`` here and stored in the
+    hyperparameters, so the saved model does not need the file.
+    """
     family = config.model["family"]
     hparams = {k: v for k, v in config.model.items() if k != "family"}
-    hparams.update(data.derived)
+    hparams.update(builder_hparams(family, data.derived))
+    if hparams.get("atom_features") == "skipatom":
+        table = atom_feature_table("skipatom", hparams["elements"], hparams["atom_features_file"])
+        hparams["atom_feature_table"] = table.tolist()
     dtype = getattr(torch, config.training.dtype)
     return build_model(family, hparams).to(dtype), family, hparams
+
+
+def _prepare(config: Config) -> PreparedData:
+    model = config.model
+    extensive = model.get("output") == "property" and model.get("pooling") == "sum"
+    return prepare_data(
+        config.data,
+        float(model.get("r_max", 5.0)),
+        max_num_neighbors=model.get("max_num_neighbors"),
+        extensive=extensive,
+    )
 
 
 def _callbacks(config: Config, out: Path) -> list:
@@ -71,7 +90,7 @@ def train(config: Config, out: str | Path) -> dict:
     """Train from a validated config into ``out``; returns the test metrics (meV units)."""
     out = Path(out)
     pl.seed_everything(config.training.seed, workers=True, verbose=False)
-    data = prepare_data(config.data, float(config.model.get("r_max", 5.0)))
+    data = _prepare(config)
     model, family, hparams = build_from_config(config, data)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

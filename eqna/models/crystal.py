@@ -1,0 +1,269 @@
+"""Invariant crystal-graph models: CGCNN-like and FlowGNN-like, as property or energy models.
+
+atom features (``atom_features``) -> convolutions on the radius graph (optionally only the
+``max_num_neighbors`` nearest, as CGCNN) with edge features (``edge_features``) -> a property
+head (``output: property``, one vector per structure, mean or sum pooling) or per-atom energies
+(``output: energy``: forces and stress then come from the shared autograd wrapper).
+"""
+
+import torch
+from torch import nn
+
+from eqna.data import keys
+from eqna.data.neighbours import nearest_neighbour_mask
+from eqna.nn.atom_features import AtomFeatures, atom_feature_table
+from eqna.nn.crystal import AffineCouplingConv, CGConv
+from eqna.nn.edge_features import EdgeFeatures
+from eqna.nn.geometry import edge_vectors, scatter_sum
+from eqna.nn.readout import AtomicEnergyShift, PropertyHead
+
+OUTPUTS = ("property", "energy")
+
+
+class CrystalGraphModel(nn.Module):
+    """Graph dict -> ``property`` [g, t], or ``atomic_energies`` [n] and ``energy`` [g].
+
+    Energies are E_i = E0[z_i] + scale * (e_i - e_iso[z_i]) + b[z_i] tanh(c_i), where e_iso is the
+    network's output for the element alone (no neighbours): the interaction energy vanishes
+    exactly, and smoothly, as an atom's neighbours leave the cutoff. Invertible (coupling)
+    convolutions also report ``flow_logdet`` [g].
+    """
+
+    def __init__(
+        self,
+        elements: list[int],
+        atom_features: AtomFeatures,
+        edge_features: EdgeFeatures,
+        convs: nn.ModuleList,
+        head: nn.Module,
+        r_max: float,
+        max_num_neighbors: int | None,
+        energy_shift: AtomicEnergyShift | None = None,
+    ):
+        super().__init__()
+        self.register_buffer("elements", torch.tensor(elements, dtype=torch.long))
+        self.r_max = float(r_max)
+        self.max_num_neighbors = max_num_neighbors
+        self.atom_features, self.edge_features = atom_features, edge_features
+        self.convs, self.head, self.energy_shift = convs, head, energy_shift
+        self.output = "property" if energy_shift is None else "energy"
+        self.invertible = all(isinstance(c, AffineCouplingConv) for c in convs)
+
+    def graph(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Edges kept, edge features [e, b], envelope [e] of a batch."""
+        edge_index = data[keys.EDGE_INDEX]
+        lengths = edge_vectors(data).norm(dim=-1)  # [e]
+        if self.max_num_neighbors is not None:
+            keep = nearest_neighbour_mask(edge_index[0], lengths, self.max_num_neighbors)
+            edge_index, lengths = edge_index[:, keep], lengths[keep]
+        pairs = data[keys.NODE_TYPES][edge_index].T  # [e, 2]
+        edge_attr, envelope = self.edge_features(lengths, pairs)
+        return {"edge_index": edge_index, "edge_attr": edge_attr, "envelope": envelope}
+
+    def encode(self, h: torch.Tensor, graph: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Message passing: [n, f] -> ([n, f], log|det| per atom [n], zeros unless invertible)."""
+        logdet = h.new_zeros(h.shape[0])
+        for conv in self.convs:
+            out = conv(h, graph["edge_index"], graph["edge_attr"], graph["envelope"])
+            if isinstance(out, tuple):
+                h, logdet = out[0], logdet + out[1]
+            else:
+                h = out
+        return h, logdet
+
+    def decode(self, h: torch.Tensor, graph: dict) -> torch.Tensor:
+        """Inverse of :meth:`encode` for invertible models: recovers its input features."""
+        if not self.invertible:
+            raise TypeError("only coupling (FlowGNN) convolutions are invertible")
+        for conv in reversed(self.convs):
+            h = conv.inverse(h, graph["edge_index"], graph["edge_attr"], graph["envelope"])
+        return h
+
+    def _isolated_energies(self, like: torch.Tensor) -> torch.Tensor:
+        """e_iso [num_elements]: the network's atomic output for each element without neighbours."""
+        types = torch.arange(len(self.elements), device=like.device)
+        dim = self.edge_features.out_dim
+        graph = {
+            "edge_index": torch.zeros(2, 0, dtype=torch.long, device=like.device),
+            "edge_attr": like.new_zeros(0, dim),
+            "envelope": like.new_zeros(0),
+        }
+        h, _ = self.encode(self.atom_features(types), graph)
+        return self.head(h).squeeze(-1)
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        graph = self.graph(data)
+        types, batch = data[keys.NODE_TYPES], data[keys.BATCH]
+        num_graphs = data[keys.NUM_ATOMS].shape[0]
+        h, logdet = self.encode(self.atom_features(types), graph)
+        out = {}
+        if self.invertible:
+            out[keys.FLOW_LOGDET] = scatter_sum(logdet, batch, num_graphs)
+        if self.energy_shift is None:
+            out[keys.PROPERTY] = self.head(h, batch, num_graphs)
+            return out
+        e = self.head(h).squeeze(-1) - self._isolated_energies(h)[types]  # [n]
+        coordination = scatter_sum(graph["envelope"], graph["edge_index"][0], h.shape[0])
+        atomic = self.energy_shift(e, coordination, types)
+        out[keys.ATOMIC_ENERGIES] = atomic
+        out[keys.ENERGY] = scatter_sum(atomic, batch, num_graphs)
+        return out
+
+
+def _check(output, normalization, max_num_neighbors, atomic_energies, target_mean):
+    if output not in OUTPUTS:
+        raise ValueError(f"model.output: unknown {output!r}; choose from {OUTPUTS}")
+    if output == "energy":
+        if max_num_neighbors is not None:
+            raise ValueError(
+                "model.max_num_neighbors: must be null for output 'energy' (keeping "
+                "the k nearest neighbours makes the energy jump when the set changes)"
+            )
+        if normalization == "batch":
+            raise ValueError(
+                "model.normalization: 'batch' makes an energy depend on the other "
+                "structures of its batch; use 'layer' or 'none' for output 'energy'"
+            )
+        if atomic_energies is None:
+            raise ValueError("output 'energy' needs atomic_energies (computed from the data)")
+    elif target_mean is None:
+        raise ValueError("output 'property' needs target_mean/target_std (from data.target_key)")
+
+
+def build_crystal_model(conv: str, hp: dict) -> CrystalGraphModel:
+    """Assembles a :class:`CrystalGraphModel` with ``conv`` ('cgcnn' or 'flowgnn') layers."""
+    _check(
+        hp["output"],
+        hp["normalization"],
+        hp["max_num_neighbors"],
+        hp["atomic_energies"],
+        hp["target_mean"],
+    )
+    elements = list(hp["elements"])
+    table = hp["atom_feature_table"]
+    if table is None:
+        table = atom_feature_table(hp["atom_features"], elements, hp["atom_features_file"])
+    else:
+        table = torch.tensor(table, dtype=torch.float64)
+    width = hp["num_channels"]
+    atom_features = AtomFeatures(
+        hp["atom_features"], len(elements), width, table, hp["atom_features_trainable"]
+    )
+    edge_features = EdgeFeatures(
+        hp["edge_features"],
+        hp["r_max"],
+        hp["num_edge_basis"],
+        len(elements),
+        hp["edge_embedding_dim"],
+        hp["polynomial_p"],
+    )
+    edge_dim = edge_features.out_dim
+    if conv == "cgcnn":
+        layers = [CGConv(width, edge_dim, hp["normalization"]) for _ in range(hp["num_layers"])]
+    else:
+        layers = [
+            AffineCouplingConv(width, edge_dim, hp["coupling_hidden"], hp["normalization"])
+            for _ in range(hp["num_layers"])
+        ]
+    if hp["output"] == "property":
+        head = PropertyHead(
+            width, hp["head_hidden"], hp["pooling"], list(hp["target_mean"]), list(hp["target_std"])
+        )
+        shift = None
+    else:
+        head = nn.Sequential(
+            nn.Linear(width, hp["head_hidden"]), nn.Softplus(), nn.Linear(hp["head_hidden"], 1)
+        )
+        shift = AtomicEnergyShift(list(hp["atomic_energies"]), hp["scale"], hp["shift"])
+    return CrystalGraphModel(
+        elements,
+        atom_features,
+        edge_features,
+        nn.ModuleList(layers),
+        head,
+        hp["r_max"],
+        hp["max_num_neighbors"],
+        shift,
+    )
+
+
+def build_cgcnn(
+    *,
+    elements: list[int],
+    output: str = "property",
+    pooling: str = "mean",
+    target_mean: list[float] | None = None,
+    target_std: list[float] | None = None,
+    atomic_energies: list[float] | None = None,
+    scale: float = 1.0,
+    shift: float = 0.0,
+    r_max: float = 8.0,
+    max_num_neighbors: int | None = 12,
+    atom_features: str = "properties",
+    atom_features_file: str | None = None,
+    atom_features_trainable: bool = False,
+    atom_feature_table: list[list[float]] | None = None,
+    edge_features: str = "gaussian",
+    num_edge_basis: int = 41,
+    edge_embedding_dim: int | None = None,
+    polynomial_p: int = 6,
+    num_channels: int = 64,
+    num_layers: int = 3,
+    head_hidden: int = 128,
+    normalization: str = "batch",
+) -> CrystalGraphModel:
+    """CGCNN-like model (Xie & Grossman 2018; defaults are the paper's: 8 Å, 12 neighbours,
+    41 Gaussians, 64 channels, 3 convolutions, 128 hidden, batch norm).
+
+    Args:
+        output: ``property`` (one vector per structure) or ``energy`` (needs
+            ``max_num_neighbors: null`` and ``normalization`` 'layer' or 'none').
+        pooling: ``mean`` (intensive target) or ``sum`` (extensive), property output only.
+        target_mean, target_std: target statistics (per atom for ``sum``), from the data.
+        atomic_energies, scale, shift: E0s and energy statistics, from the data (energy output).
+        max_num_neighbors: keep each atom's k nearest neighbours within r_max (None: all).
+        atom_features: ``properties``, ``onehot``, ``learned`` or ``skipatom``
+            (see :mod:`eqna.nn.atom_features`); ``atom_features_file``: the SkipAtom JSON.
+        atom_features_trainable: fine-tune the initial table (``learned`` always trains).
+        atom_feature_table: the table itself, filled in at training time so a saved model
+            does not need the file.
+        edge_features: ``gaussian``, ``bessel`` or ``atom_gaussian`` with ``num_edge_basis``
+            functions, optionally embedded to ``edge_embedding_dim``.
+        normalization: ``batch`` (CGCNN), ``layer`` or ``none``.
+    """
+    return build_crystal_model("cgcnn", {**locals(), "coupling_hidden": None})
+
+
+def build_flowgnn(
+    *,
+    elements: list[int],
+    output: str = "property",
+    pooling: str = "mean",
+    target_mean: list[float] | None = None,
+    target_std: list[float] | None = None,
+    atomic_energies: list[float] | None = None,
+    scale: float = 1.0,
+    shift: float = 0.0,
+    r_max: float = 8.0,
+    max_num_neighbors: int | None = 12,
+    atom_features: str = "properties",
+    atom_features_file: str | None = None,
+    atom_features_trainable: bool = False,
+    atom_feature_table: list[list[float]] | None = None,
+    edge_features: str = "gaussian",
+    num_edge_basis: int = 41,
+    edge_embedding_dim: int | None = None,
+    polynomial_p: int = 6,
+    num_channels: int = 64,
+    num_layers: int = 4,
+    head_hidden: int = 128,
+    coupling_hidden: int = 64,
+    normalization: str = "layer",
+) -> CrystalGraphModel:
+    """FlowGNN-like model: invertible affine-coupling message passing (see
+    :class:`eqna.nn.crystal.AffineCouplingConv`); the encoder's log|det| is ``flow_logdet``.
+
+    Arguments as :func:`build_cgcnn`; ``num_channels`` must be even (two coupled halves) and
+    ``coupling_hidden`` is the width of the scale/shift network.
+    """
+    return build_crystal_model("flowgnn", dict(locals()))
