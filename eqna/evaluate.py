@@ -25,6 +25,7 @@ from eqna.models.io import load_model
 from eqna.nn.neural_atoms import k_eff_summary, set_prune_epsilon
 from eqna.plotting import error_histograms, parity_plot
 from eqna.train.metrics import format_table
+from eqna.train.tasks import predicts_property
 
 
 def plot_paths(target: str | Path) -> tuple[Path, Path]:
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--energy-key", default="energy")
     parser.add_argument("--forces-key", default="forces")
     parser.add_argument("--stress-key", default="stress")
+    parser.add_argument(
+        "--target-key",
+        help="property models: atoms.info key(s) of the target (default: as trained)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dtype", choices=["float32", "float64"], help="default: as saved")
     parser.add_argument(
@@ -74,17 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dtype = getattr(torch, args.dtype) if args.dtype else None
-        model, _ = load_model(resolve_model_path(args.model), dtype=dtype)
+        model, payload = load_model(resolve_model_path(args.model), dtype=dtype)
         if args.prune_epsilon is not None:
             set_prune_epsilon(model, args.prune_epsilon)
-        energy_model = model.energy_model
-        label_keys = LabelKeys(args.energy_key, args.forces_key, args.stress_key)
+        net = getattr(model, "energy_model", model)  # property models are not wrapped
+        targets = ()
+        if predicts_property(model):
+            target = args.target_key or payload["config"].get("data", {}).get("target_key")
+            targets = (target,) if isinstance(target, str) else tuple(target or ())
+        label_keys = LabelKeys(args.energy_key, args.forces_key, args.stress_key, targets)
         dataset = GraphDataset(
             read_structures(args.data),
-            energy_model.r_max,
-            energy_model.elements.tolist(),
+            net.r_max,
+            net.elements.tolist(),
             label_keys,
             args.data,
+            max_num_neighbors=getattr(net, "max_num_neighbors", None),
         )
     except (FileNotFoundError, ValueError, DataError, UnknownElementError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -238,3 +238,33 @@ def test_cgcnn_folder_layout(tmp_path):
     (tmp_path / "id_prop.csv").write_text("mp-0,abc\n")
     with pytest.raises(DataError, match="line 1: target 'abc' is not a number"):
         read_structures(str(tmp_path))
+
+
+def test_evaluate_cli_on_a_property_model(tmp_path, capsys):
+    from eqna.evaluate import main as evaluate_main
+    from eqna.train.config import load_config
+    from eqna.train.run import train
+
+    ase.io.write(tmp_path / "crystals.xyz", _labelled_crystals(16))
+    overrides = [
+        f"data.train={tmp_path / 'crystals.xyz'}",
+        "data.target_key=gap",
+        "training.max_epochs=1",
+        "training.max_time_minutes=null",
+        "training.progress_bar=false",
+        "model.num_channels=8",
+        "model.num_layers=1",
+        "model.r_max=5.0",
+    ]
+    train(load_config("zoo/cgcnn.yaml", overrides), tmp_path / "run")
+    code = evaluate_main(
+        [
+            str(tmp_path / "run" / "model.pt"),
+            str(tmp_path / "crystals.xyz"),
+            "--plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
+    assert code == 0
+    assert "| property |" in capsys.readouterr().out
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
