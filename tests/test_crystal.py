@@ -268,3 +268,13 @@ def test_evaluate_cli_on_a_property_model(tmp_path, capsys):
     assert code == 0
     assert "| property |" in capsys.readouterr().out
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calculator_refuses_a_property_model(tmp_path):
+    from eqna.calculators import EqnaCalculator
+    from eqna.models.io import save_model
+
+    hparams = {**PROPERTY, "num_channels": 8, "num_layers": 1}
+    save_model(tmp_path / "m.pt", build_model("cgcnn", hparams), "cgcnn", hparams)
+    with pytest.raises(TypeError, match="m.pt: a cgcnn property model"):
+        EqnaCalculator(str(tmp_path / "m.pt"))

@@ -79,6 +79,11 @@ def _prepare_model(model, device, dtype) -> tuple[ForceStressOutput, dict]:
     else:
         path = resolve_model_path(model)
         module, info = load_model(path, device, dtype)
+        if not isinstance(module, ForceStressOutput):
+            raise TypeError(
+                f"{path}: a {info['family']} property model (output: property) predicts one "
+                "value per structure, not energies; use `python -m eqna.evaluate` for it"
+            )
         info["source"] = str(path)
     set_requires_grad(module, False)  # only positions and strain need gradients
     return module.to(device).eval(), info

@@ -79,9 +79,5 @@ class AtomFeatures(nn.Module):
             self.table = nn.Embedding.from_pretrained(table, freeze=not trainable)
         self.linear = nn.Linear(self.table.embedding_dim, out_dim)
 
-    @property
-    def table_dim(self) -> int:
-        return self.table.embedding_dim
-
     def forward(self, node_types: torch.Tensor) -> torch.Tensor:  # [n] -> [n, out_dim]
         return self.linear(self.table(node_types))
