@@ -5,18 +5,24 @@
 
 Same seeded split (data.split_seed), seed, epoch budget and model width for every run; prints a
 markdown table (model | edge features | atom features | test MAE | time/epoch) and writes the
-raw results to OUT/results.json. SkipAtom vectors are learned first from the same file (labels
-are not used) with ``python -m eqna.skipatom``.
+raw results to OUT/results.json. Each finished run leaves OUT/<run>/row.json, so an interrupted
+table resumes where it stopped; ``--jobs 2`` trains two combinations at once, each in its own
+process with the cores split between them. SkipAtom vectors are learned first from the same
+file (labels are not used) with ``python -m eqna.skipatom``.
 """
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+import torch
 
 from eqna.skipatom import main as skipatom_main
 from eqna.train.config import load_config
 from eqna.train.run import train
+from eqna.train.sweep import Job, run_jobs
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 FAMILIES = ("cgcnn", "flowgnn")
@@ -42,22 +48,41 @@ def run_one(args, family, atom, edge, skipatom_file) -> dict:
     if args.max_train_frames:
         overrides.append(f"data.max_train_frames={args.max_train_frames}")
     config = load_config(ZOO / f"{family}.yaml", overrides + list(args.override))
-    out = args.out / f"{family}-{atom}-{edge}"
+    out = args.out / run_name(family, atom, edge)
     start = time.perf_counter()
     metrics = train(config, out)
     wall = time.perf_counter() - start
     extra = json.loads((out / "test_metrics.json").read_text())
-    return {
+    row = {
         "model": family,
         "edge_features": edge,
         "atom_features": atom,
         "test_mae": metrics["property_mae"],
         "test_rmse": metrics["property_rmse"],
         "split": extra["split"],
-        "wall_s": wall,
-        "epochs": args.epochs,
-        "s_per_epoch": wall / args.epochs,
+        "epochs": extra["epochs"],
+        "train_s": extra["train_seconds"],
+        "s_per_epoch": extra["train_seconds"] / max(extra["epochs"], 1),
+        "wall_s": wall,  # includes reading the data and building the graphs
+        "threads": torch.get_num_threads(),
     }
+    (out / "row.json").write_text(json.dumps(row, indent=2))
+    return row
+
+
+def run_name(family: str, atom: str, edge: str) -> str:
+    return f"{family}-{atom}-{edge}"
+
+
+def print_table(rows: list[dict], args) -> None:
+    print(f"\n{args.data} ({args.target}), {args.epochs} epochs, seed {args.seed}\n")
+    print("| model | edge features | atom features | test MAE | time/epoch (s) |")
+    print("|---|---|---|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['edge_features']} | {r['atom_features']} | "
+            f"{r['test_mae']:.4f} | {r['s_per_epoch']:.1f} |"
+        )
 
 
 def main(argv=None) -> int:
@@ -75,27 +100,42 @@ def main(argv=None) -> int:
     parser.add_argument("--atom-features", nargs="+", default=ATOM_FEATURES, choices=ATOM_FEATURES)
     parser.add_argument("--edge-features", nargs="+", default=EDGE_FEATURES, choices=EDGE_FEATURES)
     parser.add_argument("--override", nargs="*", default=[], help="extra dotted.key=value")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="combinations trained at once, each in its own process"
+    )
+    parser.add_argument(
+        "--only", nargs=3, metavar=("FAMILY", "ATOM", "EDGE"), help=argparse.SUPPRESS
+    )
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
     args.out.mkdir(parents=True, exist_ok=True)
     skipatom_file = args.out / "skipatom.json"
+    if args.only:
+        run_one(args, *args.only, skipatom_file)
+        return 0
     if "skipatom" in args.atom_features and not skipatom_file.is_file():
         if skipatom_main([args.data, "-o", str(skipatom_file)]) != 0:
             return 2
-    rows = [
-        run_one(args, f, a, e, skipatom_file)
-        for f in args.families
-        for e in args.edge_features
-        for a in args.atom_features
+    combos = [
+        (f, a, e) for f in args.families for e in args.edge_features for a in args.atom_features
     ]
+    if args.jobs == 1:
+        for combo in combos:
+            if not (args.out / run_name(*combo) / "row.json").is_file():
+                run_one(args, *combo, skipatom_file)
+    else:
+        argv = [*raw, "--out", str(args.out)] if "--out" not in raw else raw
+        todo = [
+            Job(run_name(*c), (__file__, *argv, "--only", *c), args.out / run_name(*c) / "row.json")
+            for c in combos
+        ]
+        failed = run_jobs(todo, args.jobs, args.out / "logs")
+        if failed:
+            print(f"failed runs (see {args.out}/logs): {', '.join(failed)}", file=sys.stderr)
+            return 1
+    rows = [json.loads((args.out / run_name(*c) / "row.json").read_text()) for c in combos]
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
-    print(f"\n{args.data} ({args.target}), {args.epochs} epochs, seed {args.seed}\n")
-    print("| model | edge features | atom features | test MAE | time/epoch (s) |")
-    print("|---|---|---|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['model']} | {r['edge_features']} | {r['atom_features']} | "
-            f"{r['test_mae']:.4f} | {r['s_per_epoch']:.1f} |"
-        )
+    print_table(rows, args)
     return 0
 
 

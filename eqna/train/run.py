@@ -114,10 +114,10 @@ def train(config: Config, out: str | Path) -> dict:
     final = module.eval_model.cpu()
     extra = {"train_seconds": wall, "epochs": trainer.current_epoch, **k_eff_summary(final)}
     save_model(out / "model.pt", final, family, hparams, config.to_dict(), extra)
-    return _report_test(final, data, config, out, wall, dtype)
+    return _report_test(final, data, config, out, extra, dtype)
 
 
-def _report_test(model, data, config, out: Path, wall: float, dtype) -> dict:
+def _report_test(model, data, config, out: Path, fit: dict, dtype) -> dict:
     name = "test" if data.test is not None else "validation"
     dataset = data.test if data.test is not None else data.valid
     metrics, _ = evaluate_dataset(model, dataset, config.data.valid_batch_size, dtype)
@@ -125,10 +125,20 @@ def _report_test(model, data, config, out: Path, wall: float, dtype) -> dict:
     table = format_table(
         metrics,
         f"{name} set ({len(dataset)} structures), model {out}/model.pt,"
-        f" trained {wall / 60:.1f} min",
+        f" trained {fit['train_seconds'] / 60:.1f} min",
     )
     (out / "test_metrics.md").write_text(table + "\n")
-    (out / "test_metrics.json").write_text(json.dumps({"split": name, **metrics}, indent=2))
+    (out / "test_metrics.json").write_text(
+        json.dumps(
+            {
+                "split": name,
+                **metrics,
+                "train_seconds": fit["train_seconds"],
+                "epochs": fit["epochs"],
+            },
+            indent=2,
+        )
+    )
     logging.getLogger("eqna").info("wrote %s", out / "model.pt")
     print(table)
     return metrics

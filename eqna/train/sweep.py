@@ -1,0 +1,48 @@
+"""Run many independent training jobs, a few at a time, each in its own process.
+
+Benchmark tools (``tools/compare_*.py``) train one model per combination. A fresh process per
+run keeps runs from sharing state (seeds, caches, thread pools) and makes each run's timing its
+own; the machine's cores are split evenly between the runs that share it. A run that finished
+leaves a result file behind and is skipped next time, so an interrupted sweep resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # unique; also the name of its log file
+    argv: tuple[str, ...]  # arguments after the Python executable
+    result: Path  # written by the job when it succeeds
+
+
+def threads_per_job(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
+def run_jobs(todo: Sequence[Job], jobs: int, log_dir: Path) -> list[str]:
+    """Runs every job whose result file is missing, ``jobs`` at a time; returns the names of the
+    jobs that failed (their output is in ``log_dir/<name>.log``)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    pending = [job for job in todo if not job.result.is_file()]
+    threads = threads_per_job(jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+    def run(job: Job) -> bool:
+        with open(log_dir / f"{job.name}.log", "w") as log:
+            code = subprocess.run(
+                [sys.executable, *job.argv], env=env, stdout=log, stderr=subprocess.STDOUT
+            ).returncode
+        return code == 0 and job.result.is_file()
+
+    with ThreadPoolExecutor(max(jobs, 1)) as pool:
+        succeeded = list(pool.map(run, pending))
+    return [job.name for job, ok in zip(pending, succeeded) if not ok]

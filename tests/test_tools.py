@@ -1,0 +1,120 @@
+"""The benchmark tools run end to end on tiny budgets and write what they promise."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.io import read
+
+from eqna.data.datasets import resolve_path
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipped_longrange_set_matches_its_card():
+    train = read(resolve_path("embedded:longrange_train.xyz"), ":")
+    test = read(resolve_path("embedded:longrange_test.xyz"), ":")
+    sizes = [resolve_path(f"embedded:longrange_{s}.xyz").stat().st_size for s in ("train", "test")]
+    assert sum(sizes) <= 5 * 2**20
+    card = resolve_path("embedded:longrange.md").read_text()
+    assert f"`longrange_train.xyz` ({len(train)} frames)" in card
+    assert f"`longrange_test.xyz` ({len(test)} frames)" in card
+    frames = train + test
+    separations = np.array([f.info["separation"] for f in frames])
+    assert separations.min() < 4.0 and separations.max() > 19.0
+    tool = load_tool("make_longrange")
+    for atoms in frames[:200]:
+        name_a, name_b = atoms.info["pair"].split("|")
+        n_a = atoms.info["num_atoms_a"]
+        assert atoms.info["charge"] == tool.CHARGES[name_a] + tool.CHARGES[name_b]
+        assert abs(atoms.info["xtb_charge_a"] - tool.CHARGES[name_a]) <= 0.2
+        closest = np.linalg.norm(atoms.positions[:n_a, None] - atoms.positions[None, n_a:], axis=-1)
+        assert math.isclose(closest.min(), atoms.info["min_distance"], abs_tol=1e-3)
+        assert atoms.get_forces().shape == (len(atoms), 3)
+    floor = tool.local_model_floor(frames, tool.MODEL_CUTOFF)
+    assert f"{100 * floor['far_fraction']:.1f} %" in card
+
+
+def test_make_longrange_small_run(tmp_path):
+    pytest.importorskip("tblite")
+    tool = load_tool("make_longrange")
+    assert tool.main(["--frames", "8", "--pool-size", "2", "--out", str(tmp_path)]) == 0
+    train = read(tmp_path / "longrange_train.xyz", ":")
+    test = read(tmp_path / "longrange_test.xyz", ":")
+    assert len(train) + len(test) == 8
+    for atoms in train + test:  # E_int + fragment energies reproduce the labelled energy scale
+        assert np.isfinite(atoms.info["interaction_energy"])
+        assert abs(atoms.info["interaction_energy"]) < 10.0
+    assert "Lower bound on the energy MAE" in (tmp_path / "longrange.md").read_text()
+
+
+def test_local_model_floor_is_the_spread_beyond_the_cutoff():
+    tool = load_tool("make_longrange")
+    from ase import Atoms
+
+    frames = []
+    for e_int, closest in [(1.0, 6.0), (3.0, 7.0), (100.0, 2.0)]:
+        atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, closest]])
+        atoms.info.update(pair="A|B", interaction_energy=e_int, min_distance=closest)
+        frames.append(atoms)
+    floor = tool.local_model_floor(frames, cutoff=5.0)
+    assert math.isclose(floor["far_fraction"], 2 / 3)
+    # median of (1, 3) is 2: |1-2|/2 and |3-2|/2 per atom -> 0.5 eV/atom
+    assert math.isclose(floor["local_floor_mev_per_atom"], 500.0)
+    assert math.isclose(floor["far_share_of_abs_e_int"], 4.0 / 104.0)
+
+
+def test_compare_pooling_quick(tmp_path):
+    tool = load_tool("compare_pooling")
+    args = ["--quick", "--datasets", "longrange", "--variants", "backbone", "equivariant+recip"]
+    assert tool.main([*args, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["variant"], r["seed"]) for r in rows} == {
+        (v, s) for v in ("backbone", "equivariant+recip") for s in (0, 1)
+    }
+    for r in rows:
+        assert r["energy_mae"] > 0 and r["forces_mae"] > 0 and r["infer_ms"] > 0
+        assert len(r["separation_errors"]) == 8  # --quick keeps 8 test frames
+        assert (r["k_eff"] is None) == (r["variant"] == "backbone")
+        assert len(r["k_eff_curve"]) == (0 if r["variant"] == "backbone" else 1)
+    table = (tmp_path / "table.md").read_text()
+    assert "| longrange | backbone |" in table and "by centre-of-mass separation" in table
+    for png in ("bars.png", "k_eff.png", "separation.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    # a second call finds every run done and trains nothing
+    done = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/**/row.json")}
+    assert tool.main([*args, "--out", str(tmp_path)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/**/row.json")} == done
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_compare_crystal_features_two_parallel_runs(tmp_path):
+    tool = load_tool("compare_crystal_features")
+    argv = [
+        str(SHARED / "crystals" / "perov5_dev.xyz"),
+        "heat_ref",
+        "--epochs", "1",
+        "--max-train-frames", "60",
+        "--atom-features", "onehot",
+        "--edge-features", "gaussian",
+        "--jobs", "2",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert tool.main(argv) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [r["model"] for r in rows] == ["cgcnn", "flowgnn"]
+    assert all(r["test_mae"] > 0 and r["epochs"] == 1 and r["threads"] >= 1 for r in rows)
+    assert all(
+        (tmp_path / "logs" / f"{m}-onehot-gaussian.log").is_file() for m in ("cgcnn", "flowgnn")
+    )

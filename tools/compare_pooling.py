@@ -1,0 +1,331 @@
+"""Invariant vs equivariant neural-atom pooling, measured with equal budgets over several seeds.
+
+    python tools/compare_pooling.py --out runs/pooling --jobs 2            # full: hours on 2 cores
+    python tools/compare_pooling.py --quick --out runs/pooling_quick       # smoke: a few minutes
+
+Variants (one backbone, the equivariant model of ``configs/<dataset>.yaml``; only
+``model.neural_atoms`` changes):
+
+    backbone               no neural atoms
+    invariant              neural atoms pool and exchange the scalar channels only
+    equivariant            scalars and vectors, gated MHA, learned gates (K_eff data-driven)
+    fixed_k                equivariant, every gate frozen open (K = K_max)
+    <pooling>+recip        the three pooling variants with the reciprocal (Ewald-like) view
+
+Data sets: ``longrange`` (GFN2-xTB molecule pairs at 2-20 Å, ``tools/make_longrange.py``),
+``acac``, ``ethanol`` (trained on the train file, tested on the independent MD file) and ``si``
+(mlearn). Every run of a data set has the same epochs, data, split and backbone size; seeds
+change the initialisation and batch order. Outputs in OUT: ``table.md`` (mean ± std over seeds of
+energy MAE per atom, force MAE, K_eff, parameters, training time, inference time per
+structure, and the long-range energy error by separation), ``bars.png``,
+``k_eff.png``, ``separation.png`` and the raw per-run results in ``results.json``. Finished runs
+leave ``runs/<dataset>/<variant>/seed<k>/row.json`` and are not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.io import read, write
+
+from eqna.calculators.ase import EqnaCalculator
+from eqna.data.datasets import resolve_path
+from eqna.plotting import read_metrics_csv
+from eqna.train.config import load_config
+from eqna.train.run import train
+from eqna.train.sweep import Job, run_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = ("longrange", "acac", "ethanol", "si")
+NA = "model.neural_atoms"
+POOLING = {
+    "invariant": "{pooling: invariant}",
+    "equivariant": "{pooling: equivariant}",
+    "fixed_k": "{pooling: equivariant, learn_gates: false}",
+}
+VARIANTS = {"backbone": [f"{NA}=null"]}
+for _name, _spec in POOLING.items():
+    VARIANTS[_name] = [f"{NA}={_spec}"]
+    VARIANTS[f"{_name}+recip"] = [f"{NA}={_spec[:-1]}, reciprocal: true}}"]
+for _name in ("fixed_k", "fixed_k+recip"):
+    VARIANTS[_name].append("training.gate_penalty=0.0")  # no gates to penalise
+SEPARATION_BINS = (2.0, 5.0, 8.0, 11.0, 14.0, 17.0, 20.0)
+TIMED_STRUCTURES = 20
+
+
+def run_dir(args, dataset: str, variant: str, seed: int) -> Path:
+    return args.out / "runs" / dataset / variant / f"seed{seed}"
+
+
+def test_frames_file(args, dataset: str) -> str:
+    """The config's test file, cut to ``--max-test-frames`` (a copy in OUT) when asked."""
+    config = load_config(REPO / "configs" / f"{dataset}.yaml", [])
+    if args.max_test_frames is None:
+        return config.data.test
+    path = args.out / "data" / f"{dataset}_test_{args.max_test_frames}.xyz"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frames = read(resolve_path(config.data.test), f":{args.max_test_frames}")
+        write(path, frames, format="extxyz")
+    return str(path)
+
+
+def run_one(args, dataset: str, variant: str, seed: int) -> dict:
+    """Train one (data set, variant, seed) and measure it; writes and returns its row."""
+    overrides = [
+        *VARIANTS[variant],
+        f"data.test={test_frames_file(args, dataset)}",
+        f"training.seed={seed}",
+        f"training.max_epochs={args.epochs}",
+        "training.max_time_minutes=null",
+        "training.early_stopping_patience=null",
+        "training.progress_bar=false",
+    ]
+    if args.max_train_frames:
+        overrides.append(f"data.max_train_frames={args.max_train_frames}")
+    config = load_config(REPO / "configs" / f"{dataset}.yaml", overrides)
+    out = run_dir(args, dataset, variant, seed)
+    metrics = train(config, out)
+    fit = json.loads((out / "test_metrics.json").read_text())
+    row = {
+        "dataset": dataset,
+        "variant": variant,
+        "seed": seed,
+        "energy_mae": metrics["energy_per_atom_mae"],
+        "forces_mae": metrics.get("forces_mae"),
+        "stress_mae": metrics.get("stress_mae"),
+        "k_eff": metrics.get("k_eff"),
+        "k_eff_curve": k_eff_curve(out),
+        "train_s": fit["train_seconds"],
+        "epochs": fit["epochs"],
+        **calculator_measurements(out / "model.pt", resolve_path(config.data.test)),
+    }
+    (out / "row.json").write_text(json.dumps(row, indent=2))
+    return row
+
+
+def k_eff_curve(out: Path) -> list[float]:
+    """K_eff at the end of every training epoch (empty without neural atoms)."""
+    files = sorted(out.glob("**/metrics.csv"))
+    if not files:
+        return []
+    series = read_metrics_csv(files[-1])
+    return series["k_eff"][1].tolist() if "k_eff" in series else []
+
+
+def calculator_measurements(model: Path, test_file: Path) -> dict:
+    """Parameters, inference time per structure (energy + forces through the ASE calculator,
+    neighbour list included; median over the first test structures) and, for frames that carry
+    a ``separation``, the absolute energy error per atom of every test frame."""
+    calc = EqnaCalculator(model)
+    frames = read(test_file, ":")
+    times, errors = [], []
+    for i, atoms in enumerate(frames):
+        reference = atoms.get_potential_energy()
+        atoms.calc = calc
+        start = time.perf_counter()
+        energy = atoms.get_potential_energy()
+        atoms.get_forces()
+        if i < TIMED_STRUCTURES:
+            times.append(time.perf_counter() - start)
+        if "separation" in atoms.info:
+            errors.append([atoms.info["separation"], abs(energy - reference) / len(atoms)])
+        elif i + 1 >= TIMED_STRUCTURES:
+            break
+    return {
+        "params": sum(p.numel() for p in calc.model.parameters()),
+        "infer_ms": 1000.0 * statistics.median(times),
+        "separation_errors": errors,
+    }
+
+
+def mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+
+
+def table(rows: list[dict], args) -> str:
+    lines = [
+        f"{args.epochs} epochs per run, seeds {' '.join(map(str, args.seeds))}; mean ± std over "
+        "seeds. Energy MAE per atom and force MAE on the test file; gain = energy-MAE reduction "
+        "relative to the backbone. Inference: energy + forces of one structure through the ASE "
+        "calculator (median).",
+        "",
+        "| data | variant | energy MAE (meV/atom) | gain | force MAE (meV/Å) | K_eff | params |"
+        " train (s) | inference (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for dataset in args.datasets:
+        base = [
+            r["energy_mae"] for r in rows if r["dataset"] == dataset and r["variant"] == "backbone"
+        ]
+        for variant in args.variants:
+            group = [r for r in rows if r["dataset"] == dataset and r["variant"] == variant]
+            if not group:
+                continue
+            energy = statistics.mean(r["energy_mae"] for r in group)
+            gain = f"{100 * (1 - energy / statistics.mean(base)):+.0f} %" if base else "–"
+            lines.append(
+                f"| {dataset} | {variant} | {mean_std(r['energy_mae'] for r in group)} | {gain} | "
+                f"{mean_std(r['forces_mae'] for r in group)} | "
+                f"{mean_std(r['k_eff'] for r in group)} | {group[0]['params']:,} | "
+                f"{statistics.mean(r['train_s'] for r in group):.0f} | "
+                f"{statistics.mean(r['infer_ms'] for r in group):.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def separation_table(rows: list[dict], variants) -> str:
+    """Energy MAE (meV/atom, mean over seeds) of the long-range test frames by separation."""
+    bins = list(zip(SEPARATION_BINS[:-1], SEPARATION_BINS[1:]))
+    head = " | ".join(f"{lo:g}-{hi:g} Å" for lo, hi in bins)
+    lines = [f"| variant | {head} |", "|---|" + "---:|" * len(bins)]
+    for variant in variants:
+        curve = separation_curve(rows, variant)
+        if curve is not None:
+            cells = ("–" if np.isnan(v) else f"{v:.1f}" for v in curve)
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def separation_curve(rows, variant) -> np.ndarray | None:
+    per_seed = []
+    for r in rows:
+        if r["variant"] != variant or not r["separation_errors"]:
+            continue
+        sep, err = np.array(r["separation_errors"]).T
+        which = np.digitize(sep, SEPARATION_BINS[1:-1])
+        per_seed.append(
+            [1000 * err[which == b].mean() if (which == b).any() else np.nan for b in range(6)]
+        )
+    if not per_seed:
+        return None
+    per_seed = np.array(per_seed)
+    seen = ~np.isnan(per_seed)
+    return np.where(seen.any(0), np.nansum(per_seed, 0) / np.maximum(seen.sum(0), 1), np.nan)
+
+
+def plots(rows: list[dict], args) -> None:
+    from eqna.plotting import _figure, _save
+
+    fig, axes = _figure(len(args.datasets))
+    for ax, dataset in zip(axes, args.datasets):
+        names, means, stds = [], [], []
+        for variant in args.variants:
+            values = [
+                r["energy_mae"] for r in rows if (r["dataset"], r["variant"]) == (dataset, variant)
+            ]
+            if values:
+                names.append(variant)
+                means.append(np.mean(values))
+                stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+        ax.bar(range(len(names)), means, yerr=stds, capsize=3, color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.set_title(dataset)
+        ax.set_ylabel("energy MAE (meV/atom)")
+    _save(fig, args.out / "bars.png", f"test energy MAE, mean ± std over {len(args.seeds)} seeds")
+
+    fig, axes = _figure(len(args.datasets))
+    for ax, dataset in zip(axes, args.datasets):
+        for variant in args.variants:
+            curves = [
+                r["k_eff_curve"] for r in rows if (r["dataset"], r["variant"]) == (dataset, variant)
+            ]
+            curves = [c for c in curves if c]
+            if curves and "fixed_k" not in variant:
+                length = min(map(len, curves))
+                mean = np.mean([c[:length] for c in curves], axis=0)
+                ax.plot(np.arange(1, length + 1), mean, marker=".", label=variant)
+        ax.set_title(dataset)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("K_eff")
+        ax.legend(fontsize=7)
+    _save(fig, args.out / "k_eff.png", "K_eff over training (learned gates, mean over seeds)")
+
+    if any(r["separation_errors"] for r in rows):
+        fig, axes = _figure(1)
+        centres = 0.5 * (np.array(SEPARATION_BINS[:-1]) + np.array(SEPARATION_BINS[1:]))
+        for variant in args.variants:
+            curve = separation_curve(rows, variant)
+            if curve is not None:
+                axes[0].plot(centres, curve, marker="o", label=variant)
+        axes[0].set_xlabel("centre-of-mass separation (Å)")
+        axes[0].set_ylabel("energy MAE (meV/atom)")
+        axes[0].legend(fontsize=7)
+        _save(fig, args.out / "separation.png", "long-range test set: error by separation")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/pooling"))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, help="default 0 1 2 (--quick: 0 1)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--max-train-frames", type=int)
+    parser.add_argument("--max-test-frames", type=int)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 epoch, 16 train and 8 test frames"
+    )
+    parser.add_argument(
+        "--only", nargs=3, metavar=("DATASET", "VARIANT", "SEED"), help=argparse.SUPPRESS
+    )
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
+    if args.quick:
+        args.epochs, args.max_train_frames, args.max_test_frames = 1, 16, 8
+    args.seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        dataset, variant, seed = args.only
+        run_one(args, dataset, variant, int(seed))
+        return 0
+    combos = [(d, v, s) for d in args.datasets for v in args.variants for s in args.seeds]
+    for d in args.datasets:  # made once here, before parallel runs could race to write it
+        test_frames_file(args, d)
+    start = time.perf_counter()
+    if args.jobs == 1:
+        for combo in combos:
+            if not (run_dir(args, *combo) / "row.json").is_file():
+                run_one(args, *combo)
+    else:
+        argv = [*raw, "--out", str(args.out)] if "--out" not in raw else raw
+        todo = [
+            Job(
+                "-".join(map(str, c)),
+                (__file__, *argv, "--only", *map(str, c)),
+                run_dir(args, *c) / "row.json",
+            )
+            for c in combos
+        ]
+        failed = run_jobs(todo, args.jobs, args.out / "logs")
+        if failed:
+            print(f"failed runs (see {args.out}/logs): {', '.join(failed)}", file=sys.stderr)
+            return 1
+    rows = [json.loads((run_dir(args, *c) / "row.json").read_text()) for c in combos]
+    (args.out / "results.json").write_text(json.dumps(rows, indent=2))
+    text = table(rows, args)
+    if any(r["separation_errors"] for r in rows):
+        text += "\nLong-range test set, energy MAE (meV/atom) by centre-of-mass separation:\n\n"
+        text += separation_table(rows, args.variants)
+    (args.out / "table.md").write_text(text)
+    plots(rows, args)
+    print(text)
+    print(f"wall time {time.perf_counter() - start:.0f} s for {len(combos)} runs ({args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
