@@ -95,7 +95,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--max-train-frames", type=int)
+    parser.add_argument(
+        "--max-train-frames", type=int, help="keep the first N frames of DATA, before the split"
+    )
     parser.add_argument("--families", nargs="+", default=FAMILIES, choices=FAMILIES)
     parser.add_argument("--atom-features", nargs="+", default=ATOM_FEATURES, choices=ATOM_FEATURES)
     parser.add_argument("--edge-features", nargs="+", default=EDGE_FEATURES, choices=EDGE_FEATURES)

@@ -95,7 +95,7 @@ class DataConfig:
     e0s: str | dict[str, float] = "auto"
     batch_size: int = 8  # training batch size in frames, >= 1
     valid_batch_size: int = 32  # validation/test batch size, >= 1
-    max_train_frames: int | None = None  # use at most this many training frames (None: all)
+    max_train_frames: int | None = None  # first frames of ``train`` kept, before any split
     # ``atoms.info`` key(s) of a per-structure target (one key, or a list for a vector target);
     # required by property models (model.output: property), which then need no energies
     target_key: str | list[str] | None = None
