@@ -19,7 +19,7 @@ __all__ = ["error_histograms", "learning_curves", "parity_plot", "read_metrics_c
 PANEL_SIZE = (4.2, 4.0)  # inches per panel
 
 
-def _figure(num_panels: int):
+def figure_row(num_panels: int):
     """A figure on the Agg canvas with one row of ``num_panels`` axes; returns (fig, axes)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -29,7 +29,7 @@ def _figure(num_panels: int):
     return fig, fig.subplots(1, num_panels, squeeze=False)[0]
 
 
-def _save(fig, path: str | Path, title: str) -> Path:
+def save_figure(fig, path: str | Path, title: str) -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -67,7 +67,7 @@ def parity_plot(parity: dict, path: str | Path, title: str = "") -> Path:
         ``path``.
     """
     _require_data(parity)
-    fig, axes = _figure(len(parity))
+    fig, axes = figure_row(len(parity))
     for ax, (name, (ref, pred)) in zip(axes, parity.items()):
         ax.scatter(ref, pred, s=3, alpha=0.4)
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
@@ -80,7 +80,7 @@ def parity_plot(parity: dict, path: str | Path, title: str = "") -> Path:
             ylabel=f"predicted {label} ({unit})",
             title=f"{name}\nMAE {mae:.2f}, RMSE {rmse:.2f} {UNITS[name]}",
         )
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
 def error_histograms(parity: dict, path: str | Path, title: str = "") -> Path:
@@ -95,7 +95,7 @@ def error_histograms(parity: dict, path: str | Path, title: str = "") -> Path:
         ``path``.
     """
     _require_data(parity)
-    fig, axes = _figure(len(parity))
+    fig, axes = figure_row(len(parity))
     for ax, (name, residual) in zip(axes, residuals(parity).items()):
         mae, rmse = _mae_rmse(residual, name)
         residual_mev = FACTORS[name] * residual
@@ -107,7 +107,7 @@ def error_histograms(parity: dict, path: str | Path, title: str = "") -> Path:
             ylabel="count",
             title=f"{name}\nMAE {mae:.2f}, RMSE {rmse:.2f} {UNITS[name]}",
         )
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
 def _require_data(parity: dict) -> None:
@@ -202,7 +202,7 @@ def learning_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "
         return None
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = _figure(len(panels))
+    fig, axes = figure_row(len(panels))
     for ax, (panel_title, ylabel, columns, log) in zip(axes, panels):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for column in columns:
@@ -212,4 +212,4 @@ def learning_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "
             ax.set_yscale("log")
         ax.set(xlabel="epoch", ylabel=ylabel, title=panel_title)
         ax.legend(fontsize="small")
-    return _save(fig, out_png, title)
+    return save_figure(fig, out_png, title)

@@ -56,22 +56,27 @@ def test_make_longrange_small_run(tmp_path):
     for atoms in train + test:  # E_int + fragment energies reproduce the labelled energy scale
         assert np.isfinite(atoms.info["interaction_energy"])
         assert abs(atoms.info["interaction_energy"]) < 10.0
-    assert "Lower bound on the energy MAE" in (tmp_path / "longrange.md").read_text()
+    assert "Lower bounds on the energy MAE" in (tmp_path / "longrange.md").read_text()
 
 
-def test_local_model_floor_is_the_spread_beyond_the_cutoff():
+def test_local_model_floors_beyond_the_cutoff():
     tool = load_tool("make_longrange")
     from ase import Atoms
 
-    frames = []
-    for e_int, closest in [(1.0, 6.0), (3.0, 7.0), (100.0, 2.0)]:
+    def frame(pair, e_int, closest):
         atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, closest]])
-        atoms.info.update(pair="A|B", interaction_energy=e_int, min_distance=closest)
-        frames.append(atoms)
+        atoms.info.update(pair=pair, interaction_energy=e_int, min_distance=closest)
+        return atoms
+
+    # a near frame (ignored), and far frames where E_int(A|A) = E_int(B|B) = 2, E_int(A|B) = 0:
+    # one constant per pair fits exactly; u_A + u_B cannot (best: u = 1, |0 - 2| on A|B).
+    frames = [frame("A|B", 100.0, 2.0), frame("A|A", 2.0, 6.0), frame("B|B", 2.0, 6.0)]
+    frames.append(frame("A|B", 0.0, 7.0))
     floor = tool.local_model_floor(frames, cutoff=5.0)
-    assert math.isclose(floor["far_fraction"], 2 / 3)
-    # median of (1, 3) is 2: |1-2|/2 and |3-2|/2 per atom -> 0.5 eV/atom
-    assert math.isclose(floor["local_floor_mev_per_atom"], 500.0)
+    assert math.isclose(floor["far_fraction"], 3 / 4)
+    assert math.isclose(floor["pair_floor_mev_per_atom"], 0.0, abs_tol=1e-6)
+    # per atom (2 atoms) and per frame (3 far frames): 2 eV / 2 / 3
+    assert math.isclose(floor["local_floor_mev_per_atom"], 1000.0 / 3.0, rel_tol=1e-6)
     assert math.isclose(floor["far_share_of_abs_e_int"], 4.0 / 104.0)
 
 
@@ -90,6 +95,7 @@ def test_compare_pooling_quick(tmp_path):
         assert len(r["k_eff_curve"]) == (0 if r["variant"] == "backbone" else 1)
     table = (tmp_path / "table.md").read_text()
     assert "| longrange | backbone |" in table and "by centre-of-mass separation" in table
+    assert "beyond 5 Å" in table
     for png in ("bars.png", "k_eff.png", "separation.png"):
         assert (tmp_path / png).stat().st_size > 1000
     # a second call finds every run done and trains nothing
