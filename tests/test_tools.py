@@ -10,6 +10,7 @@ import pytest
 from ase.io import read
 
 from eqna.data.datasets import resolve_path
+from eqna.data.longrange import local_model_floor
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -42,7 +43,7 @@ def test_shipped_longrange_set_matches_its_card():
         closest = np.linalg.norm(atoms.positions[:n_a, None] - atoms.positions[None, n_a:], axis=-1)
         assert math.isclose(closest.min(), atoms.info["min_distance"], abs_tol=1e-3)
         assert atoms.get_forces().shape == (len(atoms), 3)
-    floor = tool.local_model_floor(frames, tool.MODEL_CUTOFF)
+    floor = local_model_floor(frames, tool.MODEL_CUTOFF)
     assert f"{100 * floor['far_fraction']:.1f} %" in card
 
 
@@ -60,7 +61,6 @@ def test_make_longrange_small_run(tmp_path):
 
 
 def test_local_model_floors_beyond_the_cutoff():
-    tool = load_tool("make_longrange")
     from ase import Atoms
 
     def frame(pair, e_int, closest):
@@ -72,7 +72,7 @@ def test_local_model_floors_beyond_the_cutoff():
     # one constant per pair fits exactly; u_A + u_B cannot (best: u = 1, |0 - 2| on A|B).
     frames = [frame("A|B", 100.0, 2.0), frame("A|A", 2.0, 6.0), frame("B|B", 2.0, 6.0)]
     frames.append(frame("A|B", 0.0, 7.0))
-    floor = tool.local_model_floor(frames, cutoff=5.0)
+    floor = local_model_floor(frames, cutoff=5.0)
     assert math.isclose(floor["far_fraction"], 3 / 4)
     assert math.isclose(floor["pair_floor_mev_per_atom"], 0.0, abs_tol=1e-6)
     # per atom (2 atoms) and per frame (3 far frames): 2 eV / 2 / 3
