@@ -57,27 +57,34 @@ def test_make_longrange_small_run(tmp_path):
     for atoms in train + test:  # E_int + fragment energies reproduce the labelled energy scale
         assert np.isfinite(atoms.info["interaction_energy"])
         assert abs(atoms.info["interaction_energy"]) < 10.0
-    assert "Lower bounds on the energy MAE" in (tmp_path / "longrange.md").read_text()
+    assert "Lower bound on the energy MAE" in (tmp_path / "longrange.md").read_text()
 
 
-def test_local_model_floors_beyond_the_cutoff():
+def test_local_model_floor_beyond_the_cutoff():
     from ase import Atoms
 
-    def frame(pair, e_int, closest):
+    def frame(geometries, e_int, closest):
         atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, closest]])
-        atoms.info.update(pair=pair, interaction_energy=e_int, min_distance=closest)
+        atoms.info.update(pair="A|B", interaction_energy=e_int, min_distance=closest)
+        atoms.info.update(geometry_a=geometries[0], geometry_b=geometries[1])
         return atoms
 
-    # a near frame (ignored), and far frames where E_int(A|A) = E_int(B|B) = 2, E_int(A|B) = 0:
-    # one constant per pair fits exactly; u_A + u_B cannot (best: u = 1, |0 - 2| on A|B).
-    frames = [frame("A|B", 100.0, 2.0), frame("A|A", 2.0, 6.0), frame("B|B", 2.0, 6.0)]
-    frames.append(frame("A|B", 0.0, 7.0))
+    # far frames with E_int = 2 for (A0, B0) and (A1, B1) and 0 for the mixed ones: no
+    # c_A + c_B fits (rows 1 + 4 - 2 - 3 give 4 = 0), the best misses by 4 eV in total
+    frames = [frame((0, 0), 100.0, 2.0)]  # near: ignored
+    frames += [frame(g, e, 6.0) for g, e in [((0, 0), 2.0), ((0, 1), 0.0), ((1, 0), 0.0)]]
+    frames.append(frame((1, 1), 2.0, 6.0))
     floor = local_model_floor(frames, cutoff=5.0)
-    assert math.isclose(floor["far_fraction"], 3 / 4)
-    assert math.isclose(floor["pair_floor_mev_per_atom"], 0.0, abs_tol=1e-6)
-    # per atom (2 atoms) and per frame (3 far frames): 2 eV / 2 / 3
-    assert math.isclose(floor["local_floor_mev_per_atom"], 1000.0 / 3.0, rel_tol=1e-6)
+    assert floor["far_frames"] == 4 and math.isclose(floor["far_fraction"], 4 / 5)
+    assert math.isclose(floor["local_floor_mev_per_atom"], 1000.0 * 4.0 / 2 / 4, rel_tol=1e-6)
     assert math.isclose(floor["far_share_of_abs_e_int"], 4.0 / 104.0)
+    # an additive pattern is fitted exactly: the bound is zero
+    frames[2].info["interaction_energy"] = frames[3].info["interaction_energy"] = 2.0
+    frames[4].info["interaction_energy"] = 2.0
+    assert local_model_floor(frames, cutoff=5.0)["local_floor_mev_per_atom"] < 1e-6
+    del frames[1].info["geometry_b"]
+    with pytest.raises(KeyError, match="geometry"):
+        local_model_floor(frames, cutoff=5.0)
 
 
 def test_compare_pooling_quick(tmp_path):
@@ -91,6 +98,7 @@ def test_compare_pooling_quick(tmp_path):
     for r in rows:
         assert r["energy_mae"] > 0 and r["forces_mae"] > 0 and r["infer_ms"] > 0
         assert len(r["separation_errors"]) == 8  # --quick keeps 8 test frames
+        assert r["budget"] == {"epochs": 1, "max_train_frames": 16, "max_test_frames": 8}
         assert (r["k_eff"] is None) == (r["variant"] == "backbone")
         assert len(r["k_eff_curve"]) == (0 if r["variant"] == "backbone" else 1)
     table = (tmp_path / "table.md").read_text()
@@ -102,6 +110,9 @@ def test_compare_pooling_quick(tmp_path):
     done = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/**/row.json")}
     assert tool.main([*args, "--out", str(tmp_path)]) == 0
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/**/row.json")} == done
+    # rows made with other settings are not mixed into a table
+    with pytest.raises(SystemExit, match="other settings"):
+        tool.main([*args, "--epochs", "2", "--out", str(tmp_path)])
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")

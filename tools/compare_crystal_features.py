@@ -22,7 +22,7 @@ import torch
 from eqna.skipatom import main as skipatom_main
 from eqna.train.config import load_config
 from eqna.train.run import train
-from eqna.train.sweep import Job, run_jobs
+from eqna.train.sweep import Job, check_budget, fresh_run_dir, run_jobs, write_result
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 FAMILIES = ("cgcnn", "flowgnn")
@@ -48,7 +48,7 @@ def run_one(args, family, atom, edge, skipatom_file) -> dict:
     if args.max_train_frames:
         overrides.append(f"data.max_train_frames={args.max_train_frames}")
     config = load_config(ZOO / f"{family}.yaml", overrides + list(args.override))
-    out = args.out / run_name(family, atom, edge)
+    out = fresh_run_dir(args.out / run_name(family, atom, edge))
     start = time.perf_counter()
     metrics = train(config, out)
     wall = time.perf_counter() - start
@@ -65,9 +65,16 @@ def run_one(args, family, atom, edge, skipatom_file) -> dict:
         "s_per_epoch": extra["train_seconds"] / max(extra["epochs"], 1),
         "wall_s": wall,  # includes reading the data and building the graphs
         "threads": torch.get_num_threads(),
+        "budget": budget(args),
     }
-    (out / "row.json").write_text(json.dumps(row, indent=2))
+    write_result(out / "row.json", row)
     return row
+
+
+def budget(args) -> dict:
+    """The settings every row of one table must share."""
+    keys = ("data", "target", "epochs", "seed", "split_seed", "max_train_frames", "override")
+    return {key: str(getattr(args, key)) for key in keys}
 
 
 def run_name(family: str, atom: str, edge: str) -> str:
@@ -111,7 +118,7 @@ def main(argv=None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(raw)
     args.out.mkdir(parents=True, exist_ok=True)
-    skipatom_file = args.out / "skipatom.json"
+    skipatom_file = args.out / f"skipatom-{Path(args.data).name}.json"  # learned from DATA
     if args.only:
         run_one(args, *args.only, skipatom_file)
         return 0
@@ -121,6 +128,8 @@ def main(argv=None) -> int:
     combos = [
         (f, a, e) for f in args.families for e in args.edge_features for a in args.atom_features
     ]
+    done = [args.out / run_name(*c) / "row.json" for c in combos]
+    check_budget([json.loads(p.read_text()) for p in done if p.is_file()], budget(args), args.out)
     if args.jobs == 1:
         for combo in combos:
             if not (args.out / run_name(*combo) / "row.json").is_file():
@@ -136,6 +145,7 @@ def main(argv=None) -> int:
             print(f"failed runs (see {args.out}/logs): {', '.join(failed)}", file=sys.stderr)
             return 1
     rows = [json.loads((args.out / run_name(*c) / "row.json").read_text()) for c in combos]
+    check_budget(rows, budget(args), args.out)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     print_table(rows, args)
     return 0

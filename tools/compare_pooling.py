@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from ase.io import read, write
 
 from eqna.calculators.ase import EqnaCalculator
@@ -40,7 +42,7 @@ from eqna.data.longrange import local_model_floor
 from eqna.plotting import read_metrics_csv
 from eqna.train.config import load_config
 from eqna.train.run import train
-from eqna.train.sweep import Job, run_jobs
+from eqna.train.sweep import Job, check_budget, fresh_run_dir, run_jobs, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("longrange", "acac", "ethanol", "si")
@@ -64,16 +66,18 @@ def run_dir(args, dataset: str, variant: str, seed: int) -> Path:
     return args.out / "runs" / dataset / variant / f"seed{seed}"
 
 
-def test_frames_file(args, dataset: str) -> str:
-    """The config's test file, cut to ``--max-test-frames`` (a copy in OUT) when asked."""
+def test_frames_file(args, dataset: str, refresh: bool = False) -> str:
+    """The config's test file, cut to ``--max-test-frames`` when asked: a copy in OUT, remade
+    by the parent process (``refresh``) before any run reads it, so it follows the data."""
     config = load_config(REPO / "configs" / f"{dataset}.yaml", [])
     if args.max_test_frames is None:
         return config.data.test
     path = args.out / "data" / f"{dataset}_test_{args.max_test_frames}.xyz"
-    if not path.is_file():
+    if refresh or not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         frames = read(resolve_path(config.data.test), f":{args.max_test_frames}")
-        write(path, frames, format="extxyz")
+        write(path.with_suffix(".tmp.xyz"), frames, format="extxyz")
+        os.replace(path.with_suffix(".tmp.xyz"), path)
     return str(path)
 
 
@@ -91,7 +95,7 @@ def run_one(args, dataset: str, variant: str, seed: int) -> dict:
     if args.max_train_frames:
         overrides.append(f"data.max_train_frames={args.max_train_frames}")
     config = load_config(REPO / "configs" / f"{dataset}.yaml", overrides)
-    out = run_dir(args, dataset, variant, seed)
+    out = fresh_run_dir(run_dir(args, dataset, variant, seed))
     metrics = train(config, out)
     fit = json.loads((out / "test_metrics.json").read_text())
     row = {
@@ -105,10 +109,22 @@ def run_one(args, dataset: str, variant: str, seed: int) -> dict:
         "k_eff_curve": k_eff_curve(out),
         "train_s": fit["train_seconds"],
         "epochs": fit["epochs"],
+        "threads": torch.get_num_threads(),  # timings depend on it and on runs alongside
+        "jobs": args.jobs,
+        "budget": budget(args),
         **calculator_measurements(out / "model.pt", resolve_path(config.data.test)),
     }
-    (out / "row.json").write_text(json.dumps(row, indent=2))
+    write_result(out / "row.json", row)
     return row
+
+
+def budget(args) -> dict:
+    """The settings every row of one table must share."""
+    return {
+        "epochs": args.epochs,
+        "max_train_frames": args.max_train_frames,
+        "max_test_frames": args.max_test_frames,
+    }
 
 
 def k_eff_curve(out: Path) -> list[float]:
@@ -123,7 +139,7 @@ def k_eff_curve(out: Path) -> list[float]:
 def calculator_measurements(model: Path, test_file: Path) -> dict:
     """Parameters, inference time per structure (energy + forces through the ASE calculator,
     neighbour list included; median over the first test structures) and, for frames that carry
-    a ``separation``, the absolute energy error per atom of every test frame."""
+    a ``separation``, [separation, min_distance, |energy error| per atom] of every test frame."""
     calc = EqnaCalculator(model)
     frames = read(test_file, ":")
     times, errors = [], []
@@ -136,7 +152,8 @@ def calculator_measurements(model: Path, test_file: Path) -> dict:
         if i < TIMED_STRUCTURES:
             times.append(time.perf_counter() - start)
         if "separation" in atoms.info:
-            errors.append([atoms.info["separation"], abs(energy - reference) / len(atoms)])
+            error = abs(energy - reference) / len(atoms)
+            errors.append([atoms.info["separation"], atoms.info["min_distance"], error])
         elif i + 1 >= TIMED_STRUCTURES:
             break
     return {
@@ -187,13 +204,15 @@ def table(rows: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def separation_table(rows: list[dict], variants, far: np.ndarray, cutoff: float) -> str:
-    """Energy MAE (meV/atom, mean ± std over seeds) of the long-range test frames by separation,
-    and over the frames (mask ``far``, in test-file order) whose molecules are > cutoff apart."""
+def separation_table(rows: list[dict], variants, cutoff: float) -> str:
+    """Energy MAE (meV/atom) of the long-range test frames by separation (mean over seeds) and
+    over the frames whose molecules have no atom pair within ``cutoff`` (mean ± std)."""
     bins = list(zip(SEPARATION_BINS[:-1], SEPARATION_BINS[1:]))
     head = " | ".join(f"{lo:g}-{hi:g} Å" for lo, hi in bins)
+    some = next(r["separation_errors"] for r in rows if r["separation_errors"])
+    num_far = int((np.array(some)[:, 1] > cutoff).sum())
     lines = [
-        f"| variant | {head} | beyond {cutoff:g} Å ({int(far.sum())} frames) |",
+        f"| variant | {head} | beyond {cutoff:g} Å ({num_far} frames) |",
         "|---|" + "---:|" * (len(bins) + 1),
     ]
     for variant in variants:
@@ -201,24 +220,22 @@ def separation_table(rows: list[dict], variants, far: np.ndarray, cutoff: float)
         if curve is None:
             continue
         cells = ["–" if np.isnan(v) else f"{v:.1f}" for v in curve]
-        errors = [r["separation_errors"] for r in rows if r["variant"] == variant]
-        cells.append(mean_std(1000 * np.array(e)[far, 1].mean() for e in errors if len(e)))
+        errors = [np.array(r["separation_errors"]) for r in rows if r["variant"] == variant]
+        far = [e[e[:, 1] > cutoff, 2] for e in errors if len(e)]
+        cells.append(mean_std(1000 * f.mean() for f in far if len(f)))
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def beyond_cutoff(test_file: Path, cutoff: float) -> tuple[np.ndarray, str]:
-    """Mask of the test frames (file order) with no intermolecular atom pair within ``cutoff``,
-    and a line with the lower bounds on their error (:mod:`eqna.data.longrange`)."""
-    frames = read(test_file, ":")
-    floor = local_model_floor(frames, cutoff)
-    text = (
-        f"Lower bounds on the energy MAE beyond {cutoff:g} Å on these test frames (constants "
-        f"fitted to the test frames themselves): strictly local model "
-        f"{floor['local_floor_mev_per_atom']:.1f} meV/atom; a model that knows which pair it "
-        f"sees but not the separation {floor['pair_floor_mev_per_atom']:.1f} meV/atom.\n"
+def local_bound_line(test_file: Path, cutoff: float) -> str:
+    """The lower bound on any strictly local model's error beyond the cutoff on these test
+    frames (:func:`eqna.data.longrange.local_model_floor`)."""
+    floor = local_model_floor(read(test_file, ":"), cutoff)
+    return (
+        f"No strictly local model with a {cutoff:g} Å cutoff can do better than "
+        f"{floor['local_floor_mev_per_atom']:.1f} meV/atom on the {floor['far_frames']} test "
+        "frames beyond it (eqna/data/longrange.py).\n"
     )
-    return np.array([a.info["min_distance"] > cutoff for a in frames]), text
 
 
 def separation_curve(rows, variant) -> np.ndarray | None:
@@ -226,7 +243,7 @@ def separation_curve(rows, variant) -> np.ndarray | None:
     for r in rows:
         if r["variant"] != variant or not r["separation_errors"]:
             continue
-        sep, err = np.array(r["separation_errors"]).T
+        sep, _, err = np.array(r["separation_errors"]).T
         which = np.digitize(sep, SEPARATION_BINS[1:-1])
         per_seed.append(
             [1000 * err[which == b].mean() if (which == b).any() else np.nan for b in range(6)]
@@ -298,9 +315,9 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, help="default 0 1 2 (--quick: 0 1)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--max-train-frames", type=int)
-    parser.add_argument("--max-test-frames", type=int)
+    parser.add_argument("--epochs", type=int, help="default 30 (--quick: 1)")
+    parser.add_argument("--max-train-frames", type=int, help="default all (--quick: 16)")
+    parser.add_argument("--max-test-frames", type=int, help="default all (--quick: 8)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 1 epoch, 16 train and 8 test frames"
@@ -310,17 +327,21 @@ def main(argv=None) -> int:
     )
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(raw)
-    if args.quick:
-        args.epochs, args.max_train_frames, args.max_test_frames = 1, 16, 8
-    args.seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
+    quick = {"epochs": 1, "max_train_frames": 16, "max_test_frames": 8, "seeds": [0, 1]}
+    full = {"epochs": 30, "max_train_frames": None, "max_test_frames": None, "seeds": [0, 1, 2]}
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:  # explicit settings win over --quick
+            setattr(args, name, value)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only:
         dataset, variant, seed = args.only
         run_one(args, dataset, variant, int(seed))
         return 0
     combos = [(d, v, s) for d in args.datasets for v in args.variants for s in args.seeds]
+    done = [run_dir(args, *c) / "row.json" for c in combos]
+    check_budget([json.loads(p.read_text()) for p in done if p.is_file()], budget(args), args.out)
     for d in args.datasets:  # made once here, before parallel runs could race to write it
-        test_frames_file(args, d)
+        test_frames_file(args, d, refresh=True)
     start = time.perf_counter()
     if args.jobs == 1:
         for combo in combos:
@@ -341,16 +362,15 @@ def main(argv=None) -> int:
             print(f"failed runs (see {args.out}/logs): {', '.join(failed)}", file=sys.stderr)
             return 1
     rows = [json.loads((run_dir(args, *c) / "row.json").read_text()) for c in combos]
+    check_budget(rows, budget(args), args.out)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     text = table(rows, args)
     if any(r["separation_errors"] for r in rows):
         text += "\nLong-range test set, energy MAE (meV/atom) by centre-of-mass separation:\n\n"
         config = load_config(REPO / "configs" / "longrange.yaml", [])
-        far, bounds = beyond_cutoff(
-            resolve_path(test_frames_file(args, "longrange")), config.model["r_max"]
-        )
-        text += separation_table(rows, args.variants, far, config.model["r_max"])
-        text += "\n" + bounds
+        cutoff = config.model["r_max"]
+        text += separation_table(rows, args.variants, cutoff)
+        text += "\n" + local_bound_line(resolve_path(test_frames_file(args, "longrange")), cutoff)
     (args.out / "table.md").write_text(text)
     plots(rows, args)
     print(text)

@@ -8,7 +8,9 @@ leaves a result file behind and is skipped next time, so an interrupted sweep re
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -46,3 +48,30 @@ def run_jobs(todo: Sequence[Job], jobs: int, log_dir: Path) -> list[str]:
     with ThreadPoolExecutor(max(jobs, 1)) as pool:
         succeeded = list(pool.map(run, pending))
     return [job.name for job, ok in zip(pending, succeeded) if not ok]
+
+
+def fresh_run_dir(path: Path) -> Path:
+    """An empty folder for a run that has no result yet: leftovers of a killed attempt (e.g. a
+    metrics.csv that Lightning's logger would append to) must not leak into the retry."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def write_result(path: Path, row: dict) -> None:
+    """Writes a job's result atomically: a killed job leaves no half-written file that would
+    count as done."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, indent=2))
+    os.replace(tmp, path)
+
+
+def check_budget(rows: Sequence[dict], budget: dict, out: Path) -> None:
+    """Refuses to mix results made with different settings in one table."""
+    stale = sorted({json.dumps(r.get("budget")) for r in rows if r.get("budget") != budget})
+    if stale:
+        raise SystemExit(
+            f"{out} holds runs made with other settings ({', '.join(stale)}; now "
+            f"{json.dumps(budget)}): use another --out, or delete those runs"
+        )
