@@ -22,7 +22,7 @@ import torch
 from eqna.skipatom import main as skipatom_main
 from eqna.train.config import load_config
 from eqna.train.run import train
-from eqna.train.sweep import Job, check_budget, fresh_run_dir, run_jobs, write_result
+from eqna.train.sweep import Job, fresh_run_dir, sweep, write_result
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 FAMILIES = ("cgcnn", "flowgnn")
@@ -128,24 +128,14 @@ def main(argv=None) -> int:
     combos = [
         (f, a, e) for f in args.families for e in args.edge_features for a in args.atom_features
     ]
-    done = [args.out / run_name(*c) / "row.json" for c in combos]
-    check_budget([json.loads(p.read_text()) for p in done if p.is_file()], budget(args), args.out)
-    if args.jobs == 1:
-        for combo in combos:
-            if not (args.out / run_name(*combo) / "row.json").is_file():
-                run_one(args, *combo, skipatom_file)
-    else:
-        argv = [*raw, "--out", str(args.out)] if "--out" not in raw else raw
-        todo = [
-            Job(run_name(*c), (__file__, *argv, "--only", *c), args.out / run_name(*c) / "row.json")
-            for c in combos
-        ]
-        failed = run_jobs(todo, args.jobs, args.out / "logs")
-        if failed:
-            print(f"failed runs (see {args.out}/logs): {', '.join(failed)}", file=sys.stderr)
-            return 1
-    rows = [json.loads((args.out / run_name(*c) / "row.json").read_text()) for c in combos]
-    check_budget(rows, budget(args), args.out)
+    argv = [*raw, "--out", str(args.out)] if "--out" not in raw else raw
+    todo = [
+        Job(run_name(*c), (__file__, *argv, "--only", *c), args.out / run_name(*c) / "row.json", c)
+        for c in combos
+    ]
+    rows = sweep(
+        todo, budget(args), args.out, args.jobs, lambda *c: run_one(args, *c, skipatom_file)
+    )
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     print_table(rows, args)
     return 0

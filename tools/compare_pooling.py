@@ -42,7 +42,7 @@ from eqna.data.longrange import local_model_floor
 from eqna.plotting import read_metrics_csv
 from eqna.train.config import load_config
 from eqna.train.run import train
-from eqna.train.sweep import Job, check_budget, fresh_run_dir, run_jobs, write_result
+from eqna.train.sweep import Job, fresh_run_dir, sweep, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("longrange", "acac", "ethanol", "si")
@@ -338,31 +338,20 @@ def main(argv=None) -> int:
         run_one(args, dataset, variant, int(seed))
         return 0
     combos = [(d, v, s) for d in args.datasets for v in args.variants for s in args.seeds]
-    done = [run_dir(args, *c) / "row.json" for c in combos]
-    check_budget([json.loads(p.read_text()) for p in done if p.is_file()], budget(args), args.out)
     for d in args.datasets:  # made once here, before parallel runs could race to write it
         test_frames_file(args, d, refresh=True)
     start = time.perf_counter()
-    if args.jobs == 1:
-        for combo in combos:
-            if not (run_dir(args, *combo) / "row.json").is_file():
-                run_one(args, *combo)
-    else:
-        argv = [*raw, "--out", str(args.out)] if "--out" not in raw else raw
-        todo = [
-            Job(
-                "-".join(map(str, c)),
-                (__file__, *argv, "--only", *map(str, c)),
-                run_dir(args, *c) / "row.json",
-            )
-            for c in combos
-        ]
-        failed = run_jobs(todo, args.jobs, args.out / "logs")
-        if failed:
-            print(f"failed runs (see {args.out}/logs): {', '.join(failed)}", file=sys.stderr)
-            return 1
-    rows = [json.loads((run_dir(args, *c) / "row.json").read_text()) for c in combos]
-    check_budget(rows, budget(args), args.out)
+    argv = [*raw, "--out", str(args.out)] if "--out" not in raw else raw
+    todo = [
+        Job(
+            "-".join(map(str, c)),
+            (__file__, *argv, "--only", *map(str, c)),
+            run_dir(args, *c) / "row.json",
+            c,
+        )
+        for c in combos
+    ]
+    rows = sweep(todo, budget(args), args.out, args.jobs, lambda *c: run_one(args, *c))
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     text = table(rows, args)
     if any(r["separation_errors"] for r in rows):

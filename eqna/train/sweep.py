@@ -24,6 +24,7 @@ class Job:
     name: str  # unique; also the name of its log file
     argv: tuple[str, ...]  # arguments after the Python executable
     result: Path  # written by the job when it succeeds
+    key: tuple = ()  # what the job computes, for running it in this process
 
 
 def threads_per_job(jobs: int) -> int:
@@ -75,3 +76,22 @@ def check_budget(rows: Sequence[dict], budget: dict, out: Path) -> None:
             f"{out} holds runs made with other settings ({', '.join(stale)}; now "
             f"{json.dumps(budget)}): use another --out, or delete those runs"
         )
+
+
+def sweep(todo: Sequence[Job], budget: dict, out: Path, jobs: int, run_here) -> list[dict]:
+    """Runs every job whose result is missing: in this process with ``run_here(job.key)`` when
+    ``jobs`` is 1, else ``jobs`` at a time in their own processes. Results made with settings
+    other than ``budget`` are refused; returns every job's result, in order."""
+    done = [json.loads(job.result.read_text()) for job in todo if job.result.is_file()]
+    check_budget(done, budget, out)
+    if jobs == 1:
+        for job in todo:
+            if not job.result.is_file():
+                run_here(*job.key)
+    else:
+        failed = run_jobs(todo, jobs, out / "logs")
+        if failed:
+            raise SystemExit(f"failed runs (see {out}/logs): {', '.join(failed)}")
+    rows = [json.loads(job.result.read_text()) for job in todo]
+    check_budget(rows, budget, out)
+    return rows
