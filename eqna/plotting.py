@@ -21,12 +21,18 @@ PANEL_SIZE = (4.2, 4.0)  # inches per panel
 
 def figure_row(num_panels: int):
     """A figure on the Agg canvas with one row of ``num_panels`` axes; returns (fig, axes)."""
+    fig, axes = figure_grid(1, num_panels)
+    return fig, axes[0]
+
+
+def figure_grid(num_rows: int, num_cols: int):
+    """A figure on the Agg canvas with a grid of axes; returns (fig, axes[row, col])."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(PANEL_SIZE[0] * num_panels, PANEL_SIZE[1]))
+    fig = Figure(figsize=(PANEL_SIZE[0] * num_cols, PANEL_SIZE[1] * num_rows))
     FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, num_panels, squeeze=False)[0]
+    return fig, fig.subplots(num_rows, num_cols, squeeze=False)
 
 
 def save_figure(fig, path: str | Path, title: str) -> Path:

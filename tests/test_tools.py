@@ -101,11 +101,14 @@ def test_compare_pooling_quick(tmp_path):
         assert r["budget"] == {"epochs": 1, "max_train_frames": 16, "max_test_frames": 8}
         assert (r["k_eff"] is None) == (r["variant"] == "backbone")
         assert len(r["k_eff_curve"]) == (0 if r["variant"] == "backbone" else 1)
+        assert len(r["gate_l1_curve"]) == len(r["k_eff_curve"])
     table = (tmp_path / "table.md").read_text()
     assert "| longrange | backbone |" in table and "by centre-of-mass separation" in table
     assert "beyond 5 Å" in table
     for png in ("bars.png", "k_eff.png", "separation.png"):
         assert (tmp_path / png).stat().st_size > 1000
+    backbone = next(x for x in table.splitlines() if x.startswith("| longrange | backbone |"))
+    assert backbone.count("+0 %") == 2  # energy and force gains relative to itself
     # a second call finds every run done and trains nothing
     done = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/**/row.json")}
     assert tool.main([*args, "--out", str(tmp_path)]) == 0
@@ -113,6 +116,47 @@ def test_compare_pooling_quick(tmp_path):
     # rows made with other settings are not mixed into a table
     with pytest.raises(SystemExit, match="other settings"):
         tool.main([*args, "--epochs", "2", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="other settings"):
+        tool.main([*args, "--gate-penalty", "0.5", "--out", str(tmp_path)])
+
+
+def test_compare_pooling_gate_penalty_reaches_the_learned_gates_only(tmp_path):
+    tool = load_tool("compare_pooling")
+    args = ["--quick", "--datasets", "longrange", "--seeds", "0", "--gate-penalty", "0.5"]
+    assert tool.main([*args, "--variants", "equivariant", "fixed_k", "--out", str(tmp_path)]) == 0
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert rows["equivariant"]["gate_penalty"] == 0.5
+    assert rows["fixed_k"]["gate_penalty"] == 0.0  # frozen gates are not penalised
+    assert rows["equivariant"]["budget"]["gate_penalty"] == 0.5
+
+
+def test_compare_pooling_gain_is_relative_to_the_backbone_mean():
+    gain = load_tool("compare_pooling").gain
+    base = [{"forces_mae": 10.0, "stress_mae": None}, {"forces_mae": 30.0, "stress_mae": None}]
+    group = [{"forces_mae": 16.0, "stress_mae": None}, {"forces_mae": 20.0, "stress_mae": None}]
+    assert gain(group, base, "forces_mae") == "+10 %"
+    assert gain(base, group, "forces_mae") == "-11 %"
+    assert gain(group, base, "stress_mae") == "–"  # molecules have no stress
+    assert gain(group, [], "forces_mae") == "–"  # no backbone rows in this table
+
+
+def test_compare_pooling_contrast_table_compares_the_poolings_over_seeds():
+    from types import SimpleNamespace
+
+    tool = load_tool("compare_pooling")
+    forces = {"equivariant": [30.0, 31.0, 32.0], "invariant": [40.0, 41.0, 39.0]}
+    rows = [
+        {"dataset": "acac", "variant": v, "energy_mae": 1.0 + 0.1 * i, "forces_mae": f}
+        for v, values in forces.items()
+        for i, f in enumerate(values)
+    ]
+    args = SimpleNamespace(datasets=["acac"])
+    lines = tool.contrast_table(rows, args).splitlines()
+    assert len(lines) == 3  # no +recip rows: only the plain contrast is listed
+    cells = [c.strip() for c in lines[2].split("|")[1:-1]]
+    assert cells[:3] == ["acac", "equivariant vs invariant", "+0 %"]
+    assert cells[4] == "-22 %" and float(cells[5]) < 0.01 and float(cells[3]) > 0.99
+    assert tool.contrast_table(rows[:1], args) == ""  # one seed: nothing to test
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")

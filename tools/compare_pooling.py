@@ -16,10 +16,13 @@ Data sets: ``longrange`` (GFN2-xTB molecule pairs at 2-20 Å, ``tools/make_longr
 ``acac``, ``ethanol`` (trained on the train file, tested on the independent MD file) and ``si``
 (mlearn). Every run of a data set has the same epochs, data, split and backbone size; seeds
 change the initialisation and batch order. Outputs in OUT: ``table.md`` (mean ± std over seeds of
-energy MAE per atom, force MAE, K_eff, parameters, training time, inference time per
-structure, and the long-range energy error by separation), ``bars.png``,
-``k_eff.png``, ``separation.png`` and the raw per-run results in ``results.json``. Finished runs
-leave ``runs/<dataset>/<variant>/seed<k>/row.json`` and are not run again.
+energy, force and stress MAE with the gain over the backbone, K_eff, parameters, training time,
+inference time per structure; equivariant against invariant pooling with Welch's t-test; the
+long-range energy error by separation), ``bars.png`` (errors with seed std), ``k_eff.png``,
+``separation.png`` and the raw per-run results in ``results.json``. Finished runs leave
+``runs/<dataset>/<variant>/seed<k>/row.json`` and are not run again; a folder refuses rows made
+with other settings. ``--gate-penalty`` sets λ of the learned gates (not of fixed_k), to see
+which K_eff a task selects.
 """
 
 from __future__ import annotations
@@ -94,6 +97,12 @@ def run_one(args, dataset: str, variant: str, seed: int) -> dict:
     ]
     if args.max_train_frames:
         overrides.append(f"data.max_train_frames={args.max_train_frames}")
+    if (
+        args.gate_penalty is not None
+        and variant != "backbone"
+        and not variant.startswith("fixed_k")
+    ):
+        overrides.append(f"training.gate_penalty={args.gate_penalty}")
     config = load_config(REPO / "configs" / f"{dataset}.yaml", overrides)
     out = fresh_run_dir(run_dir(args, dataset, variant, seed))
     metrics = train(config, out)
@@ -106,7 +115,9 @@ def run_one(args, dataset: str, variant: str, seed: int) -> dict:
         "forces_mae": metrics.get("forces_mae"),
         "stress_mae": metrics.get("stress_mae"),
         "k_eff": metrics.get("k_eff"),
-        "k_eff_curve": k_eff_curve(out),
+        "k_eff_curve": epoch_curve(out, "k_eff"),
+        "gate_l1_curve": epoch_curve(out, "gate_l1"),
+        "gate_penalty": config.training.gate_penalty,
         "train_s": fit["train_seconds"],
         "epochs": fit["epochs"],
         "threads": torch.get_num_threads(),  # timings depend on it and on runs alongside
@@ -120,20 +131,24 @@ def run_one(args, dataset: str, variant: str, seed: int) -> dict:
 
 def budget(args) -> dict:
     """The settings every row of one table must share."""
-    return {
+    settings = {
         "epochs": args.epochs,
         "max_train_frames": args.max_train_frames,
         "max_test_frames": args.max_test_frames,
     }
+    if args.gate_penalty is not None:  # absent when the configs' own λ is used
+        settings["gate_penalty"] = args.gate_penalty
+    return settings
 
 
-def k_eff_curve(out: Path) -> list[float]:
-    """K_eff at the end of every training epoch (empty without neural atoms)."""
+def epoch_curve(out: Path, name: str) -> list[float]:
+    """Metric ``name`` (k_eff, gate_l1) at the end of every training epoch of the run in ``out``
+    (empty without neural atoms)."""
     files = sorted(out.glob("**/metrics.csv"))
     if not files:
         return []
     series = read_metrics_csv(files[-1])
-    return series["k_eff"][1].tolist() if "k_eff" in series else []
+    return series[name][1].tolist() if name in series else []
 
 
 def calculator_measurements(model: Path, test_file: Path) -> dict:
@@ -171,37 +186,77 @@ def mean_std(values) -> str:
     return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
 
+def percent(value: float) -> str:
+    return f"{round(value):+d} %"  # an int: never "-0 %"
+
+
+def gain(group: list[dict], base: list[dict], key: str) -> str:
+    """MAE reduction of ``group`` relative to the backbone rows ``base``, means over seeds."""
+    ours = [r[key] for r in group if r[key] is not None]
+    ref = [r[key] for r in base if r[key] is not None]
+    if not ours or not ref:
+        return "–"
+    return percent(100 * (1 - statistics.mean(ours) / statistics.mean(ref)))
+
+
 def table(rows: list[dict], args) -> str:
     lines = [
         f"{args.epochs} epochs per run, seeds {' '.join(map(str, args.seeds))}; mean ± std over "
-        "seeds. Energy MAE per atom and force MAE on the test file; gain = energy-MAE reduction "
-        "relative to the backbone. Inference: energy + forces of one structure through the ASE "
-        "calculator (median).",
+        "seeds. Energy MAE per atom and force MAE on the test file; gain = MAE reduction "
+        "relative to the backbone (means over seeds). Inference: energy + forces of one "
+        "structure through the ASE calculator (median).",
         "",
-        "| data | variant | energy MAE (meV/atom) | gain | force MAE (meV/Å) |"
+        "| data | variant | energy MAE (meV/atom) | gain | force MAE (meV/Å) | gain |"
         " stress MAE (meV/Å³) | K_eff | params |"
         " train (s) | inference (ms) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for dataset in args.datasets:
-        base = [
-            r["energy_mae"] for r in rows if r["dataset"] == dataset and r["variant"] == "backbone"
-        ]
+        base = [r for r in rows if r["dataset"] == dataset and r["variant"] == "backbone"]
         for variant in args.variants:
             group = [r for r in rows if r["dataset"] == dataset and r["variant"] == variant]
             if not group:
                 continue
-            energy = statistics.mean(r["energy_mae"] for r in group)
-            gain = f"{100 * (1 - energy / statistics.mean(base)):+.0f} %" if base else "–"
             lines.append(
-                f"| {dataset} | {variant} | {mean_std(r['energy_mae'] for r in group)} | {gain} | "
-                f"{mean_std(r['forces_mae'] for r in group)} | "
+                f"| {dataset} | {variant} | {mean_std(r['energy_mae'] for r in group)} | "
+                f"{gain(group, base, 'energy_mae')} | "
+                f"{mean_std(r['forces_mae'] for r in group)} | {gain(group, base, 'forces_mae')} | "
                 f"{mean_std(r['stress_mae'] for r in group)} | "
                 f"{mean_std(r['k_eff'] for r in group)} | {group[0]['params']:,} | "
                 f"{statistics.mean(r['train_s'] for r in group):.0f} | "
                 f"{statistics.mean(r['infer_ms'] for r in group):.1f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+CONTRASTS = (("equivariant", "invariant"), ("equivariant+recip", "invariant+recip"))
+
+
+def contrast_table(rows: list[dict], args) -> str:
+    """Equivariant against invariant pooling, with and without the reciprocal view: the change
+    of the mean MAE and Welch's t-test p-value over seeds (few seeds: read p as a guide)."""
+    from scipy.stats import ttest_ind
+
+    lines = [
+        "| data | comparison | energy MAE change | p | force MAE change | p |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for dataset in args.datasets:
+        for ours, theirs in CONTRASTS:
+            cells = []
+            for key in ("energy_mae", "forces_mae"):
+                a, b = (
+                    [r[key] for r in rows if (r["dataset"], r["variant"]) == (dataset, v)]
+                    for v in (ours, theirs)
+                )
+                if len(a) < 2 or len(b) < 2:
+                    cells += ["–", "–"]
+                    continue
+                change = 100 * (statistics.mean(a) / statistics.mean(b) - 1)
+                cells += [percent(change), f"{ttest_ind(a, b, equal_var=False).pvalue:.2f}"]
+            if cells != ["–"] * 4:
+                lines.append(f"| {dataset} | {ours} vs {theirs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def separation_table(rows: list[dict], variants, cutoff: float) -> str:
@@ -256,43 +311,49 @@ def separation_curve(rows, variant) -> np.ndarray | None:
 
 
 def plots(rows: list[dict], args) -> None:
-    from eqna.plotting import figure_row, save_figure
+    from eqna.plotting import figure_grid, figure_row, save_figure
 
-    fig, axes = figure_row(len(args.datasets))
-    for ax, dataset in zip(axes, args.datasets):
-        names, means, stds = [], [], []
-        for variant in args.variants:
-            values = [
-                r["energy_mae"] for r in rows if (r["dataset"], r["variant"]) == (dataset, variant)
-            ]
-            if values:
-                names.append(variant)
-                means.append(np.mean(values))
-                stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
-        ax.bar(range(len(names)), means, yerr=stds, capsize=3, color="tab:blue")
-        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-        ax.set_title(dataset)
-        ax.set_ylabel("energy MAE (meV/atom)")
-    save_figure(
-        fig, args.out / "bars.png", f"test energy MAE, mean ± std over {len(args.seeds)} seeds"
-    )
+    quantities = [("energy_mae", "energy MAE (meV/atom)"), ("forces_mae", "force MAE (meV/Å)")]
+    if any(r["stress_mae"] is not None for r in rows):
+        quantities.append(("stress_mae", "stress MAE (meV/Å³)"))
+    fig, grid = figure_grid(len(quantities), len(args.datasets))
+    for (key, label), axes in zip(quantities, grid):
+        for ax, dataset in zip(axes, args.datasets):
+            names, means, stds = [], [], []
+            for variant in args.variants:
+                values = [
+                    r[key]
+                    for r in rows
+                    if (r["dataset"], r["variant"]) == (dataset, variant) and r[key] is not None
+                ]
+                if values:
+                    names.append(variant)
+                    means.append(np.mean(values))
+                    stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+            ax.bar(range(len(names)), means, yerr=stds, capsize=3, color="tab:blue")
+            ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+            ax.set_title(dataset)
+            ax.set_ylabel(label)
+    save_figure(fig, args.out / "bars.png", f"test errors, mean ± std over {len(args.seeds)} seeds")
 
-    fig, axes = figure_row(len(args.datasets))
-    for ax, dataset in zip(axes, args.datasets):
-        for variant in args.variants:
-            curves = [
-                r["k_eff_curve"] for r in rows if (r["dataset"], r["variant"]) == (dataset, variant)
-            ]
-            curves = [c for c in curves if c]
-            if curves and "fixed_k" not in variant:
-                length = min(map(len, curves))
-                mean = np.mean([c[:length] for c in curves], axis=0)
-                ax.plot(np.arange(1, length + 1), mean, marker=".", label=variant)
-        ax.set_title(dataset)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("K_eff")
-        ax.legend(fontsize=7)
-    save_figure(fig, args.out / "k_eff.png", "K_eff over training (learned gates, mean over seeds)")
+    curves = [("k_eff_curve", "K_eff"), ("gate_l1_curve", "sum of gates (L1 term)")]
+    fig, grid = figure_grid(len(curves), len(args.datasets))
+    for (key, label), axes in zip(curves, grid):
+        for ax, dataset in zip(axes, args.datasets):
+            for variant in args.variants:
+                runs = [
+                    r.get(key) for r in rows if (r["dataset"], r["variant"]) == (dataset, variant)
+                ]
+                runs = [c for c in runs if c]
+                if runs and "fixed_k" not in variant:
+                    length = min(map(len, runs))
+                    mean = np.mean([c[:length] for c in runs], axis=0)
+                    ax.plot(np.arange(1, length + 1), mean, marker=".", label=variant)
+            ax.set_title(dataset)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+            ax.legend(fontsize=7)
+    save_figure(fig, args.out / "k_eff.png", "learned gates over training (mean over seeds)")
 
     if any(r["separation_errors"] for r in rows):
         fig, axes = figure_row(1)
@@ -319,6 +380,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-train-frames", type=int, help="default all (--quick: 16)")
     parser.add_argument("--max-test-frames", type=int, help="default all (--quick: 8)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
+    parser.add_argument(
+        "--gate-penalty",
+        type=float,
+        help="λ of the L1 gate penalty for the learned-gate variants (default: the configs', 1e-3)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 1 epoch, 16 train and 8 test frames"
     )
@@ -351,9 +417,16 @@ def main(argv=None) -> int:
         )
         for c in combos
     ]
+    found = sum(job.result.is_file() for job in todo)
     rows = sweep(todo, budget(args), args.out, args.jobs, lambda *c: run_one(args, *c))
+    for row in rows:  # rows made before the gate curve was recorded: read it from their logs
+        if "gate_l1_curve" not in row:
+            key = (row["dataset"], row["variant"], row["seed"])
+            row["gate_l1_curve"] = epoch_curve(run_dir(args, *key), "gate_l1")
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     text = table(rows, args)
+    if contrast := contrast_table(rows, args):
+        text += "\nEquivariant vs invariant pooling (Welch's t-test over seeds):\n\n" + contrast
     if any(r["separation_errors"] for r in rows):
         text += "\nLong-range test set, energy MAE (meV/atom) by centre-of-mass separation:\n\n"
         config = load_config(REPO / "configs" / "longrange.yaml", [])
@@ -363,7 +436,10 @@ def main(argv=None) -> int:
     (args.out / "table.md").write_text(text)
     plots(rows, args)
     print(text)
-    print(f"wall time {time.perf_counter() - start:.0f} s for {len(combos)} runs ({args.out})")
+    print(
+        f"wall time {time.perf_counter() - start:.0f} s: {len(combos) - found} runs trained, "
+        f"{found} found done ({args.out})"
+    )
     return 0
 
 
