@@ -22,7 +22,7 @@ from eqna.data.datasets import DataError, GraphDataset, LabelKeys, read_structur
 from eqna.data.graph import UnknownElementError
 from eqna.evaluation import evaluate_dataset
 from eqna.models.io import load_model
-from eqna.nn.neural_atoms import k_eff_summary, set_prune_epsilon
+from eqna.nn.neural_atoms import k_eff_summary, neural_atom_layers, set_prune_epsilon
 from eqna.plotting import error_histograms, parity_plot
 from eqna.train.metrics import format_table
 from eqna.train.tasks import predicts_property
@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     metrics, parity = evaluate_dataset(model, dataset, args.batch_size)
     metrics.update(k_eff_summary(model))
     print(format_table(metrics, f"{args.model} on {args.data} ({len(dataset)} structures)"))
+    for i, layer in enumerate(neural_atom_layers(model)):
+        if layer.gate_logits is not None:  # what pruning at a given epsilon would remove
+            gates = sorted(layer.gates().tolist(), reverse=True)
+            print(
+                f"neural-atom gates, layer {i}, largest first: "
+                + " ".join(f"{g:.3f}" for g in gates)
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2))
     if args.plot:

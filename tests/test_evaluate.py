@@ -9,6 +9,7 @@ import torch
 from eqna.data.datasets import read_structures
 from eqna.evaluate import main
 from eqna.models.io import build_model, save_model
+from eqna.nn.neural_atoms import neural_atom_layers
 
 HPARAMS = {
     "elements": [1, 6, 7, 8],
@@ -49,3 +50,16 @@ def test_evaluate_names_an_unknown_element(tmp_path, capsys):
     ase.io.write(tmp_path / "data.xyz", read_structures("embedded:xtb_molecules.xyz")[10:12])
     assert main([str(tmp_path / "model.pt"), str(tmp_path / "data.xyz")]) == 2
     assert "element(s) C not known to the model" in capsys.readouterr().err
+
+
+def test_evaluate_lists_the_learned_gates(tmp_path, capsys):
+    hparams = dict(HPARAMS, neural_atoms={"num_neural_atoms": 4})
+    torch.manual_seed(0)
+    model = build_model("equivariant", hparams)
+    with torch.no_grad():
+        neural_atom_layers(model)[0].gate_logits.copy_(torch.tensor([0.0, 2.0, -3.0, 1.0]))
+    save_model(tmp_path / "model.pt", model, "equivariant", hparams)
+    ase.io.write(tmp_path / "data.xyz", read_structures("embedded:xtb_molecules.xyz")[10:12])
+    assert main([str(tmp_path / "model.pt"), str(tmp_path / "data.xyz")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "neural-atom gates" in x)
+    assert line.endswith("layer 0, largest first: 0.881 0.731 0.500 0.047")

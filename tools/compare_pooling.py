@@ -186,6 +186,11 @@ def mean_std(values) -> str:
     return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
 
+def runs_of(rows: list[dict], dataset: str, variant: str) -> list[dict]:
+    """The rows (one per seed) of one data set and variant."""
+    return [r for r in rows if (r["dataset"], r["variant"]) == (dataset, variant)]
+
+
 def percent(value: float) -> str:
     return f"{round(value):+d} %"  # an int: never "-0 %"
 
@@ -212,9 +217,9 @@ def table(rows: list[dict], args) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for dataset in args.datasets:
-        base = [r for r in rows if r["dataset"] == dataset and r["variant"] == "backbone"]
+        base = runs_of(rows, dataset, "backbone")
         for variant in args.variants:
-            group = [r for r in rows if r["dataset"] == dataset and r["variant"] == variant]
+            group = runs_of(rows, dataset, variant)
             if not group:
                 continue
             lines.append(
@@ -245,10 +250,7 @@ def contrast_table(rows: list[dict], args) -> str:
         for ours, theirs in CONTRASTS:
             cells = []
             for key in ("energy_mae", "forces_mae"):
-                a, b = (
-                    [r[key] for r in rows if (r["dataset"], r["variant"]) == (dataset, v)]
-                    for v in (ours, theirs)
-                )
+                a, b = ([r[key] for r in runs_of(rows, dataset, v)] for v in (ours, theirs))
                 if len(a) < 2 or len(b) < 2:
                     cells += ["–", "–"]
                     continue
@@ -321,11 +323,7 @@ def plots(rows: list[dict], args) -> None:
         for ax, dataset in zip(axes, args.datasets):
             names, means, stds = [], [], []
             for variant in args.variants:
-                values = [
-                    r[key]
-                    for r in rows
-                    if (r["dataset"], r["variant"]) == (dataset, variant) and r[key] is not None
-                ]
+                values = [r[key] for r in runs_of(rows, dataset, variant) if r[key] is not None]
                 if values:
                     names.append(variant)
                     means.append(np.mean(values))
@@ -341,10 +339,7 @@ def plots(rows: list[dict], args) -> None:
     for (key, label), axes in zip(curves, grid):
         for ax, dataset in zip(axes, args.datasets):
             for variant in args.variants:
-                runs = [
-                    r.get(key) for r in rows if (r["dataset"], r["variant"]) == (dataset, variant)
-                ]
-                runs = [c for c in runs if c]
+                runs = [r[key] for r in runs_of(rows, dataset, variant) if r.get(key)]
                 if runs and "fixed_k" not in variant:
                     length = min(map(len, runs))
                     mean = np.mean([c[:length] for c in runs], axis=0)
