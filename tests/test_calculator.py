@@ -77,7 +77,7 @@ def silicon(repeat=(1, 1, 1), seed: int = 0) -> Atoms:
 
 def direct(model, atoms: Atoms) -> dict[str, np.ndarray]:
     """The model on a freshly built, exact neighbour list (the reference)."""
-    graph = atoms_to_graph(atoms, model.energy_model.r_max, ELEMENTS)
+    graph = atoms_to_graph(atoms, model.r_max, ELEMENTS)
     batch = to_device(collate([graph]), "cpu", torch.float64)
     out = model(batch, compute_stress=bool(atoms.pbc.all()))
     return {k: v.detach().numpy() for k, v in out.items()}
@@ -162,7 +162,7 @@ def test_nve_conserves_energy(acetylacetone):
     probe = acetylacetone.copy()
     probe.calc = EqnaCalculator(nve_model)
     max_force = np.abs(probe.get_forces()).max()
-    nve_model.energy_model.energy_shift.scale.mul_(0.5 / max_force)
+    nve_model.network.energy_shift.scale.mul_(0.5 / max_force)
     atoms = acetylacetone.copy()
     atoms.calc = EqnaCalculator(nve_model)
     with warnings.catch_warnings():  # ASE's deprecation notice of the rng argument's future

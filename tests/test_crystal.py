@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eqna.data.collate import collate, to_device
-from eqna.data.graph import atoms_to_graph
+from eqna.data.graph import GraphSpec, atoms_to_graph
 from eqna.models.io import build_model
 from eqna.testing import ModelTestSuite, random_orthogonal, triclinic_crystal
 
@@ -104,13 +104,14 @@ def test_flowgnn_is_invertible_with_exact_logdet():
     model = _property_model("flowgnn")
     atoms = _crystal()
     batch = to_device(collate([atoms_to_graph(atoms, model.r_max, ELEMENTS)]), "cpu", torch.float64)
-    graph = model.graph(batch)
-    h0 = model.atom_features(batch["node_types"])
-    h, logdet = model.encode(h0, graph)
+    network = model.network
+    graph = network.graph(batch)
+    h0 = network.atom_features(batch["node_types"])
+    h, logdet = network.encode(h0, graph)
     assert (h - h0).abs().max() > 1e-2  # the map is not the identity
-    torch.testing.assert_close(model.decode(h, graph), h0, rtol=0, atol=1e-10)
+    torch.testing.assert_close(network.decode(h, graph), h0, rtol=0, atol=1e-10)
     jacobian = torch.autograd.functional.jacobian(
-        lambda x: model.encode(x.reshape(h0.shape), graph)[0].reshape(-1), h0.reshape(-1)
+        lambda x: network.encode(x.reshape(h0.shape), graph)[0].reshape(-1), h0.reshape(-1)
     )
     expected = torch.linalg.slogdet(jacobian).logabsdet
     torch.testing.assert_close(logdet.sum(), expected, rtol=1e-8, atol=1e-8)
@@ -122,7 +123,7 @@ def test_max_num_neighbors_keeps_the_nearest():
     model = _property_model("cgcnn", max_num_neighbors=4)
     atoms = _crystal()
     batch = to_device(collate([atoms_to_graph(atoms, model.r_max, ELEMENTS)]), "cpu", torch.float64)
-    counts = torch.bincount(model.graph(batch)["edge_index"][0], minlength=len(atoms))
+    counts = torch.bincount(model.network.graph(batch)["edge_index"][0], minlength=len(atoms))
     assert counts.max() == 4
     pre = to_device(
         collate([atoms_to_graph(atoms, model.r_max, ELEMENTS, max_num_neighbors=4)]),
@@ -205,10 +206,10 @@ def test_missing_or_bad_target_is_a_clear_error(tmp_path):
     frames = _labelled_crystals(3)
     del frames[1].info["gap"]
     with pytest.raises(DataError, match=r"x\.xyz frame 1: no atoms.info\['gap'\]"):
-        GraphDataset(frames, 5.0, [8, 22], LabelKeys(properties=("gap",)), "x.xyz")
+        GraphDataset(frames, GraphSpec(5.0, [8, 22]), LabelKeys(properties=("gap",)), "x.xyz")
     frames[1].info["gap"] = "n/a"
     with pytest.raises(DataError, match="frame 1.*is not a number"):
-        GraphDataset(frames, 5.0, [8, 22], LabelKeys(properties=("gap",)), "x.xyz")
+        GraphDataset(frames, GraphSpec(5.0, [8, 22]), LabelKeys(properties=("gap",)), "x.xyz")
 
 
 def test_config_ties_property_output_to_target_key():
@@ -241,7 +242,7 @@ def test_cgcnn_folder_layout(tmp_path):
 
 
 def test_evaluate_cli_on_a_property_model(tmp_path, capsys):
-    from eqna.evaluate import main as evaluate_main
+    from eqna.evaluate.cli import main as evaluate_main
     from eqna.train.config import load_config
     from eqna.train.run import train
 

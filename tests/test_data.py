@@ -11,6 +11,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from eqna.data import keys
 from eqna.data.collate import collate, to_device
+from eqna.data.graph import GraphSpec
 from eqna.data.datasets import (
     DataError,
     GraphDataset,
@@ -142,12 +143,11 @@ def test_non_finite_label_names_file_and_frame():
     good = _labelled(molecule("H2O"), energy=-1.0)
     bad = _labelled(molecule("H2O"), energy=-1.0, forces=np.full((3, 3), np.nan))
     with pytest.raises(DataError, match="train.xyz frame 1: forces label is not finite"):
-        GraphDataset([good, bad], 3.0, ELEMENTS, LabelKeys(), "train.xyz")
+        GraphDataset([good, bad], GraphSpec(3.0, ELEMENTS), LabelKeys(), "train.xyz")
     with pytest.raises(DataError, match="train.xyz frame 7: energy label is not finite"):
         GraphDataset(
             [_labelled(molecule("H2O"), energy=math.inf)],
-            3.0,
-            ELEMENTS,
+            GraphSpec(3.0, ELEMENTS),
             LabelKeys(),
             "train.xyz",
             frame_ids=[7],
@@ -156,7 +156,7 @@ def test_non_finite_label_names_file_and_frame():
 
 def test_graph_dataset_holds_labels_with_batchable_shapes():
     frames = [_labelled(molecule("H2O"), -1.0, np.zeros((3, 3))), molecule("CH4")]
-    batch = collate(list(GraphDataset(frames, 3.0, ELEMENTS, LabelKeys(), "x")))
+    batch = collate(list(GraphDataset(frames, GraphSpec(3.0, ELEMENTS), LabelKeys(), "x")))
     assert batch[keys.ENERGY].tolist() == [-1.0, 0.0]
     assert batch[keys.HAS_ENERGY].tolist() == [True, False]
     assert batch[keys.FORCES].shape == (8, 3) and batch[keys.STRESS].shape == (2, 3, 3)

@@ -7,7 +7,7 @@ import torch
 
 from eqna.data import keys
 from eqna.models.io import build_model
-from eqna.nn.physics import ForceStressOutput
+from eqna.models import AtomisticModel
 from eqna.testing import (
     ModelTestSuite,
     check_batch_equals_single,
@@ -51,7 +51,7 @@ class TestEquivariantLmax2(TestEquivariantLmax1):
 @functools.cache
 def _base_energy_model():
     torch.manual_seed(0)
-    return build_model("equivariant", HPARAMS).energy_model.double().eval()
+    return build_model("equivariant", HPARAMS).network.double().eval()
 
 
 class _Perturbed(torch.nn.Module):
@@ -61,6 +61,7 @@ class _Perturbed(torch.nn.Module):
         super().__init__()
         self.inner = _base_energy_model()
         self.r_max, self.elements, self.extra = self.inner.r_max, self.inner.elements, extra
+        self.output, self.max_num_neighbors = "energy", None
 
     def forward(self, data):
         out = dict(self.inner(data))
@@ -86,7 +87,7 @@ def _edge_sum(data, pair):
     return scatter_sum(pair(lengths), graph, data[keys.NUM_ATOMS].shape[0])
 
 
-class _WrongStressSign(ForceStressOutput):
+class _WrongStressSign(AtomisticModel):
     def forward(self, data, compute_stress=True):
         out = super().forward(data, compute_stress)
         if compute_stress:
@@ -95,7 +96,7 @@ class _WrongStressSign(ForceStressOutput):
 
 
 def test_checks_catch_a_parity_violation():
-    model = ForceStressOutput(_Perturbed(_chiral)).eval()
+    model = AtomisticModel(_Perturbed(_chiral)).eval()
     structures = default_structures(ELEMENTS)
     with pytest.raises(AssertionError, match=r"\(improper rotation"):
         check_o3_equivariance(model, structures)
@@ -108,7 +109,7 @@ def test_checks_catch_a_parity_violation():
     ids=["energy-step", "force-step"],
 )
 def test_checks_catch_a_hard_cutoff(pair, message):
-    model = ForceStressOutput(_Perturbed(lambda data: _edge_sum(data, pair))).eval()
+    model = AtomisticModel(_Perturbed(lambda data: _edge_sum(data, pair))).eval()
     with pytest.raises(AssertionError, match=message):
         check_cutoff_smoothness(model)
 
@@ -117,7 +118,7 @@ def test_checks_catch_wrong_stress_and_batch_leaks():
     structures = default_structures(ELEMENTS)
     with pytest.raises(AssertionError, match="stress relative error"):
         check_stress_finite_difference(_WrongStressSign(_Perturbed(_zero)).eval(), structures)
-    leaky = ForceStressOutput(_Perturbed(lambda d: 0.01 * d[keys.POSITIONS].sum() + _zero(d)))
+    leaky = AtomisticModel(_Perturbed(lambda d: 0.01 * d[keys.POSITIONS].sum() + _zero(d)))
     with pytest.raises(AssertionError, match="batched"):
         check_batch_equals_single(leaky.eval(), structures)
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from eqna.data.datasets import read_structures
-from eqna.evaluate import main
+from eqna.evaluate.cli import main
 from eqna.models.io import build_model, save_model
 from eqna.nn.neural_atoms import neural_atom_layers
 

@@ -15,9 +15,9 @@ from test_evaluate import HPARAMS
 from test_train import tiny_config
 
 from eqna.data.datasets import read_structures
-from eqna.evaluate import main, plot_paths
+from eqna.evaluate.cli import main, plot_paths
 from eqna.models.io import build_model, save_model
-from eqna.plotting import learning_curves, read_metrics_csv
+from eqna.evaluate.plotting import learning_curves, read_metrics_csv
 from eqna.train.config import config_from_dict
 from eqna.train.run import train
 

@@ -6,9 +6,9 @@ import torch
 
 from eqna.calculators import EqnaCalculator
 from eqna.data.datasets import GraphDataset, LabelKeys, resolve_path
-from eqna.evaluation import evaluate_dataset
-from eqna.zoo import main as zoo_main
-from eqna.zoo import pretrained_models
+from eqna.evaluate.evaluation import evaluate_dataset
+from eqna.models.zoo import main as zoo_main
+from eqna.models.zoo import pretrained_models
 
 MODELS = pretrained_models()
 
@@ -30,8 +30,7 @@ def test_pretrained_model_reproduces_its_card(model):
         pytest.skip(f"{path} not present (../shared is needed beside the checkout)")
     frames = [ase.io.read(path, index=i) for i in check["frames"]]
     calc = EqnaCalculator(model["name"])  # by name, through the zoo
-    net = calc.model.energy_model
-    dataset = GraphDataset(frames, net.r_max, net.elements.tolist(), LabelKeys(), str(path))
+    dataset = GraphDataset(frames, calc.model.graph_spec, LabelKeys(), str(path))
     metrics, _ = evaluate_dataset(calc.model, dataset, batch_size=16)
     for key, expected in check["metrics"].items():
         assert metrics[key] == pytest.approx(expected, rel=1e-4, abs=1e-4), key

@@ -8,6 +8,7 @@ import torch
 
 from eqna.data import keys
 from eqna.data.collate import collate
+from eqna.data.graph import GraphSpec
 from eqna.data.datasets import GraphDataset, LabelKeys, read_structures
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -19,7 +20,7 @@ needs_shared = pytest.mark.skipif(
 @needs_shared
 def test_periodic_silicon_labels_and_graphs():
     frames = read_structures(str(SHARED / "periodic" / "mlearn_Si_test.xyz"))
-    dataset = GraphDataset(frames, 5.0, [14], LabelKeys(), "mlearn_Si_test.xyz")
+    dataset = GraphDataset(frames, GraphSpec(5.0, [14]), LabelKeys(), "mlearn_Si_test.xyz")
     batch = collate(dataset.graphs)
     assert bool(batch[keys.HAS_STRESS].all()) and bool(batch[keys.HAS_FORCES].all())
     stress = frames[0].get_stress(voigt=False)
@@ -37,7 +38,7 @@ def test_molecule_sets_and_isolated_atoms():
     e0s = isolated_atom_energies(isolated, [1, 6, 8], lambda a: a.get_potential_energy())
     assert all(e < 0 for e in e0s.values())
     frames = read_structures(str(SHARED / "molecules" / "acac_test_MD_300K.xyz"))[:20]
-    dataset = GraphDataset(frames, 5.0, [1, 6, 8], LabelKeys(), "acac_test_MD_300K.xyz")
+    dataset = GraphDataset(frames, GraphSpec(5.0, [1, 6, 8]), LabelKeys(), "acac_test_MD_300K.xyz")
     assert all(bool(g[keys.HAS_ENERGY]) for g in dataset.graphs)
 
 

@@ -10,7 +10,7 @@ import pytest
 from ase.io import read
 
 from eqna.data.datasets import resolve_path
-from eqna.data.longrange import local_model_floor
+from eqna.benchmarks.longrange import local_model_floor
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

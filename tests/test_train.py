@@ -12,8 +12,8 @@ import yaml
 from eqna.models.io import load_model
 from eqna.train.__main__ import main
 from eqna.train.config import config_from_dict
-from eqna.train.data import make_loader, prepare_data
-from eqna.train.loss import weighted_loss
+from eqna.data.prepare import make_loader, prepare_data
+from eqna.tasks.loss import weighted_loss
 from eqna.train.run import build_from_config
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"

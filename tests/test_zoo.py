@@ -19,7 +19,6 @@ from eqna.testing import (
     random_orthogonal,
 )
 from eqna.train.config import load_config
-from eqna.train.tasks import predicts_property
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 ELEMENTS = [1, 6, 8]
@@ -41,14 +40,14 @@ def zoo_model(request):
 
 def _energy_model(zoo_model):
     model, structures = zoo_model
-    if predicts_property(model):
+    if not model.is_potential:
         pytest.skip("property model: see test_zoo_property_entry_is_invariant")
     return model, structures
 
 
 def test_zoo_property_entry_is_invariant(zoo_model):
     model, structures = zoo_model
-    if not predicts_property(model):
+    if model.is_potential:
         pytest.skip("potential")
     crystal = structures[1].repeat((2, 1, 1))
     rng = np.random.default_rng(0)

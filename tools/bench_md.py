@@ -91,7 +91,7 @@ def run_case(spec: dict) -> dict:
         start = time.perf_counter()
         dyn.run(spec["steps"])
         elapsed.append(time.perf_counter() - start)
-    energy_model = calc.model.energy_model
+    energy_model = calc.model.network
     blocks = getattr(energy_model, "blocks", None)
     return {
         "irreps": str(blocks[0].irreps_out) if blocks is not None else type(energy_model).__name__,

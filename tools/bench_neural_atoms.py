@@ -89,7 +89,6 @@ def layer_alone(model, batch):
 
 def main(argv: list[str] | None = None) -> None:
     from eqna.data.collate import collate, to_device
-    from eqna.data.graph import atoms_to_graph
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     models = {v: make_model(v, dtype) for v in VARIANTS}
-    r_max = models["backbone"].energy_model.r_max
+    spec = models["backbone"].graph_spec
     print(
         "| atoms | backbone ms | + NA (K=16) ms | overhead | + NA pruned (K_eff=4) ms | overhead "
         "| + NA + reciprocal ms | overhead | layer alone K=16 µs/atom | K_eff=4 µs/atom |"
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         atoms = silicon(n)
-        batch = to_device(collate([atoms_to_graph(atoms, r_max, [14])]), "cpu", dtype)
+        batch = to_device(collate([spec.graph(atoms)]), "cpu", dtype)
         calls = {v: energy_forces(m, batch) for v, m in models.items()}
         calls["layer"] = layer_alone(models["na"], batch)
         calls["layer_pruned"] = layer_alone(models["na_pruned"], batch)

@@ -8,7 +8,7 @@ markdown table (model | edge features | atom features | test MAE | time/epoch) a
 raw results to OUT/results.json. Each finished run leaves OUT/<run>/row.json, so an interrupted
 table resumes where it stopped; ``--jobs 2`` trains two combinations at once, each in its own
 process with the cores split between them. SkipAtom vectors are learned first from the same
-file (labels are not used) with ``python -m eqna.skipatom``.
+file (labels are not used) with ``python -m eqna.data.skipatom``.
 """
 
 import argparse
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from eqna.skipatom import main as skipatom_main
+from eqna.data.skipatom import main as skipatom_main
 from eqna.train.config import load_config
 from eqna.train.run import train
-from eqna.train.sweep import Job, fresh_run_dir, sweep, write_result
+from eqna.benchmarks.sweep import Job, fresh_run_dir, sweep, write_result
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 FAMILIES = ("cgcnn", "flowgnn")

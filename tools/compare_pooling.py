@@ -41,11 +41,11 @@ from ase.io import read, write
 
 from eqna.calculators.ase import EqnaCalculator
 from eqna.data.datasets import resolve_path
-from eqna.data.longrange import local_model_floor
-from eqna.plotting import read_metrics_csv
+from eqna.benchmarks.longrange import local_model_floor
+from eqna.evaluate.plotting import read_metrics_csv
 from eqna.train.config import load_config
 from eqna.train.run import train
-from eqna.train.sweep import Job, fresh_run_dir, sweep, write_result
+from eqna.benchmarks.sweep import Job, fresh_run_dir, sweep, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("longrange", "acac", "ethanol", "si")
@@ -286,7 +286,7 @@ def separation_table(rows: list[dict], variants, cutoff: float) -> str:
 
 def local_bound_line(test_file: Path, cutoff: float) -> str:
     """The lower bound on any strictly local model's error beyond the cutoff on these test
-    frames (:func:`eqna.data.longrange.local_model_floor`)."""
+    frames (:func:`eqna.benchmarks.longrange.local_model_floor`)."""
     floor = local_model_floor(read(test_file, ":"), cutoff)
     return (
         f"No strictly local model with a {cutoff:g} Å cutoff can do better than "
@@ -313,7 +313,7 @@ def separation_curve(rows, variant) -> np.ndarray | None:
 
 
 def plots(rows: list[dict], args) -> None:
-    from eqna.plotting import figure_grid, figure_row, save_figure
+    from eqna.evaluate.plotting import figure_grid, figure_row, save_figure
 
     quantities = [("energy_mae", "energy MAE (meV/atom)"), ("forces_mae", "force MAE (meV/Å)")]
     if any(r["stress_mae"] is not None for r in rows):

@@ -68,7 +68,7 @@ except ImportError:  # older ASE
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 from ase.optimize import BFGS  # noqa: E402
 
-from eqna.data.longrange import local_model_floor  # noqa: E402
+from eqna.benchmarks.longrange import local_model_floor  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "eqna" / "data" / "embedded"

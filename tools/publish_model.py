@@ -6,7 +6,7 @@
         --command "python -m eqna.train configs/acac.yaml ..."
 
 The test set is the run's own (its config.yaml's ``data.test`` or its seeded split of
-``data.train``), evaluated here with ``eqna.evaluation.evaluate_dataset``; the first
+``data.train``), evaluated here with ``eqna.evaluate.evaluation.evaluate_dataset``; the first
 ``--check-frames`` test frames and the metrics on them are stored for the shipped tests to
 reproduce. Run from the repository root (data paths in configs are relative to it).
 """
@@ -23,20 +23,22 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_MEGABYTES = 5.0
 
 
-def test_set(run: Path, elements: list[int], r_max: float):
+def test_set(run: Path, spec):
     """The run's test data set (validation set if it had none), rebuilt from its config."""
     from eqna.train.config import config_from_dict
-    from eqna.train.data import prepare_data
+    from eqna.data.prepare import prepare_data
 
     config = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
-    data = prepare_data(config.data, r_max, elements)
+    data = prepare_data(
+        config.data, spec.cutoff, list(spec.elements), max_num_neighbors=spec.max_num_neighbors
+    )
     if data.test is not None:
         return data.test, config.data.test or config.data.train
     return data.valid, config.data.valid or config.data.train
 
 
 def _metrics_on(model, dataset):
-    from eqna.evaluation import evaluate_dataset
+    from eqna.evaluate.evaluation import evaluate_dataset
 
     metrics, _ = evaluate_dataset(model, dataset, batch_size=16)
     return {k: float(v) for k, v in metrics.items()}
@@ -74,7 +76,7 @@ def card_markdown(name: str, payload: dict, card: dict, params: int, megabytes: 
             "```",
             "",
             f"Test metrics on {card['test_data']} ({card['test_frames']} frames), "
-            "measured by `eqna.evaluation.evaluate_dataset` (what `python -m eqna.evaluate` "
+            "measured by `eqna.evaluate.evaluation.evaluate_dataset` (what `python -m eqna.evaluate` "
             "prints; meV units):",
             "",
             "| metric | value |",
@@ -106,8 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
     payload = torch.load(args.run / "model.pt", map_location="cpu", weights_only=True)
     model, _ = load_model(args.run / "model.pt")
-    energy_model = model.energy_model
-    dataset, source = test_set(args.run, energy_model.elements.tolist(), energy_model.r_max)
+    dataset, source = test_set(args.run, model.graph_spec)
     check = torch.utils.data.Subset(dataset, range(min(args.check_frames, len(dataset))))
     card = {
         "description": args.description,
@@ -126,10 +127,10 @@ def main(argv: list[str] | None = None) -> None:
             "frames": dataset.frame_ids[: len(check)],
             "metrics": _metrics_on(model, check),
         },
-        **k_eff_summary(energy_model),
+        **k_eff_summary(model),
     }
     payload["extra"] = {**payload["extra"], "card": card}
-    target = REPO / "zoo" / f"{args.name}.pt"
+    target = REPO / "eqna" / "zoo" / f"{args.name}.pt"
     tmp = target.with_suffix(".pt.tmp")
     torch.save(payload, tmp)
     megabytes = tmp.stat().st_size / 1e6

@@ -3,15 +3,13 @@
 Example::
 
     from eqna.calculators import EqnaCalculator
-    atoms.calc = EqnaCalculator("path/to/model.pt")  # or a zoo name, or a ForceStressOutput
+    atoms.calc = EqnaCalculator("path/to/model.pt")  # or a zoo name, or an AtomisticModel
     atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
 """
 
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,72 +17,49 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-import eqna
 from eqna.data import keys
-from eqna.data.graph import type_indices
+from eqna.data.collate import collate, to_device
 from eqna.data.neighbours import neighbour_graph
+from eqna.models.interface import AtomisticModel
 from eqna.models.io import load_model, set_requires_grad
-from eqna.nn.physics import ForceStressOutput
+from eqna.models.zoo import resolve_model_path
 
-__all__ = ["EqnaCalculator", "VerletNeighbourList", "resolve_model_path", "zoo_dirs"]
+__all__ = ["EqnaCalculator", "VerletNeighbourList"]
 
-ZOO_ENV = "EQNA_ZOO"
-
-
-def zoo_dirs() -> list[Path]:
-    """Directories searched for zoo names: ``$EQNA_ZOO`` (if set), then the repository's zoo/."""
-    dirs = [Path(os.environ[ZOO_ENV]).expanduser()] if os.environ.get(ZOO_ENV) else []
-    return dirs + [Path(eqna.__file__).resolve().parents[1] / "zoo"]
-
-
-def resolve_model_path(model: str | os.PathLike) -> Path:
-    """An existing file, else ``<dir>/<name>.pt`` or ``<dir>/<name>/model.pt`` in :func:`zoo_dirs`.
-
-    Raises:
-        FileNotFoundError: nothing matched; the message lists every path tried.
-    """
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path
-    tried = [path]
-    for directory in zoo_dirs():
-        for candidate in (directory / f"{model}.pt", directory / str(model) / "model.pt"):
-            if candidate.is_file():
-                return candidate
-            tried.append(candidate)
-    raise FileNotFoundError(
-        f"model {str(model)!r} not found; looked for: {', '.join(map(str, tried))} "
-        f"(set ${ZOO_ENV} to add a zoo directory)"
-    )
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    resolved = getattr(torch, str(dtype).replace("torch.", ""), None)
-    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch dtype or its name, got {dtype!r}")
-    return resolved
+    """float32 or float64 (by name or torch dtype); half precision is refused: forces and
+    energies of interatomic potentials lose whole eV in it."""
+    if dtype is None:
+        return None
+    name = str(dtype).replace("torch.", "")
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64 (or the torch dtype), got {dtype!r}")
+    return DTYPES[name]
 
 
-def _prepare_model(model, device, dtype) -> tuple[ForceStressOutput, dict]:
+def _prepare_model(model, device, dtype) -> tuple[AtomisticModel, dict]:
     """Load or copy ``model``, cast it, put it in eval mode and freeze its parameters."""
     dtype = _as_dtype(dtype)
-    if isinstance(model, ForceStressOutput):
+    if isinstance(model, AtomisticModel):
         # A copy: freezing and casting must not touch a module the caller may still train.
         module, info = copy.deepcopy(model), {"source": "module"}
-        module.to(dtype=dtype or next(module.parameters()).dtype)
+        module.to(dtype=dtype or module.dtype)
+        where = "the model passed in"
     elif isinstance(model, torch.nn.Module):
-        raise TypeError("pass an energy model wrapped in eqna.nn.physics.ForceStressOutput")
+        raise TypeError("pass an eqna.models.AtomisticModel (eqna.models.build_model builds one)")
     else:
         path = resolve_model_path(model)
         module, info = load_model(path, device, dtype)
-        if not isinstance(module, ForceStressOutput):
-            raise TypeError(
-                f"{path}: a {info['family']} property model (output: property) predicts one "
-                "value per structure, not energies; use `python -m eqna.evaluate` for it"
-            )
-        info["source"] = str(path)
+        info["source"] = where = str(path)
+    if not module.is_potential:
+        raise TypeError(
+            f"{where}: a {info.get('family', type(module.network).__name__)} {module.output} "
+            "model predicts one value per structure, not "
+            "energies; use `eqna-evaluate` for it"
+        )
     set_requires_grad(module, False)  # only positions and strain need gradients
     return module.to(device).eval(), info
 
@@ -134,8 +109,7 @@ class VerletNeighbourList:
         edge_index, shifts = neighbour_graph(
             atoms.positions, atoms.cell.array, atoms.pbc, self.cutoff + self.skin
         )
-        self._edge_index = torch.from_numpy(edge_index)
-        self._shifts = torch.from_numpy(shifts).to(torch.float64)
+        self._edge_index, self._shifts = edge_index, shifts.astype(np.float64)
         self._ref = (
             atoms.positions.copy(),
             atoms.cell.array.copy(),
@@ -145,18 +119,18 @@ class VerletNeighbourList:
         self.num_builds += 1
         return True
 
-    def edges(self, positions: torch.Tensor, cell: torch.Tensor):
+    def edges(self, positions: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cached edges shorter than ``cutoff`` at ``positions`` [n, 3] and ``cell`` [3, 3].
 
-        Both float64. Longer edges would contribute exactly zero (the envelope vanishes beyond
+        Longer edges would contribute exactly zero (the envelope vanishes beyond
         the cutoff) but cost as much as any other, so they are dropped before the model runs.
 
         Returns:
-            edge_index [2, e] long and cell shifts [e, 3] float64.
+            edge_index [2, e] int64 and cell shifts [e, 3] float64.
         """
         centre, neighbour = self._edge_index
         vectors = positions[neighbour] - positions[centre] + self._shifts @ cell
-        keep = (vectors * vectors).sum(dim=1) < self.cutoff**2
+        keep = (vectors * vectors).sum(axis=1) < self.cutoff**2
         return self._edge_index[:, keep], self._shifts[keep]
 
 
@@ -165,7 +139,7 @@ class EqnaCalculator(Calculator):
 
     Args:
         model: path to a ``model.pt``, a zoo name (see :func:`resolve_model_path`), or a
-            ``ForceStressOutput`` module (copied; the caller's module is left untouched).
+            :class:`eqna.models.AtomisticModel` (copied; the caller's module is left untouched).
         device: torch device the model runs on.
         dtype: ``None`` keeps the saved (or the module's) dtype; else ``"float32"``,
             ``"float64"`` or a torch dtype.
@@ -173,7 +147,7 @@ class EqnaCalculator(Calculator):
         **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
 
     Attributes:
-        model: the frozen ``ForceStressOutput`` in eval mode.
+        model: the frozen :class:`eqna.models.AtomisticModel` in eval mode.
         info: the model file's metadata (family, hparams, units, versions), or
             ``{"source": "module"}``.
         neighbour_list: the :class:`VerletNeighbourList` (``num_builds`` counts rebuilds).
@@ -196,43 +170,18 @@ class EqnaCalculator(Calculator):
         super().__init__(**kwargs)
         self.device = torch.device(device)
         self.model, self.info = _prepare_model(model, self.device, dtype)
-        energy_model = self.model.energy_model
-        self.dtype = next(self.model.parameters()).dtype
-        self.r_max = float(energy_model.r_max)
-        self.elements = energy_model.elements.tolist()
+        self.dtype = self.model.dtype
+        self.r_max = self.model.r_max
+        self.elements = self.model.elements
         self.neighbour_list = VerletNeighbourList(self.r_max, skin)
-        self._static: dict[str, torch.Tensor] = {}
-        self._static_numbers: np.ndarray | None = None
-
-    def _static_fields(self, atoms: Atoms) -> dict[str, torch.Tensor]:
-        """Per-structure tensors that only change with the atomic numbers or pbc (cached)."""
-        numbers = atoms.numbers
-        if self._static_numbers is None or not np.array_equal(numbers, self._static_numbers):
-            types = type_indices(numbers.astype(np.int64), self.elements)  # unknown: error
-            self._static = {
-                keys.NODE_TYPES: torch.from_numpy(types).to(self.device),
-                keys.BATCH: torch.zeros(len(atoms), dtype=torch.long, device=self.device),
-                keys.NUM_ATOMS: torch.tensor([len(atoms)], device=self.device),
-            }
-            self._static_numbers = numbers.copy()
-        pbc = torch.tensor(atoms.pbc, dtype=torch.bool, device=self.device).unsqueeze(0)
-        return {**self._static, keys.PBC: pbc}
 
     def graph(self, atoms: Atoms) -> dict[str, torch.Tensor]:
-        """The model input for ``atoms``: one-graph batch on the calculator's device and dtype."""
-        static = self._static_fields(atoms)
+        """The model input for ``atoms``: the training input path (:class:`GraphSpec`) fed
+        with the reused neighbour list, as a one-graph batch on the calculator's device."""
         self.neighbour_list.update(atoms)
-        positions = torch.from_numpy(np.ascontiguousarray(atoms.positions, dtype=np.float64))
-        cell = torch.from_numpy(np.ascontiguousarray(atoms.cell.array, dtype=np.float64))
-        edge_index, shifts = self.neighbour_list.edges(positions, cell)
-        floats = {"device": self.device, "dtype": self.dtype}
-        return {
-            **static,
-            keys.POSITIONS: positions.to(**floats),
-            keys.CELL: cell.to(**floats).unsqueeze(0),
-            keys.EDGE_INDEX: edge_index.to(self.device),
-            keys.EDGE_CELL_SHIFT: shifts.to(**floats),
-        }
+        neighbours = self.neighbour_list.edges(atoms.positions, atoms.cell.array)
+        graph = self.model.graph_spec.graph(atoms, neighbours=neighbours)
+        return to_device(collate([graph]), self.device, self.dtype)
 
     def calculate(
         self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes

@@ -13,7 +13,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from eqna.data import keys
 from eqna.data.cgcnn_folder import ID_PROP, is_cgcnn_folder, read_cgcnn_folder
-from eqna.data.graph import atoms_to_graph
+from eqna.data.graph import GraphSpec
 
 EMBEDDED_PREFIX = "embedded:"
 
@@ -186,23 +186,19 @@ class GraphDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         structures: list[Atoms],
-        cutoff: float,
-        elements: list[int],
+        spec: GraphSpec,
         label_keys: LabelKeys,
         name: str,
         frame_ids: list[int] | None = None,
-        max_num_neighbors: int | None = None,
     ):
-        self.structures = structures
+        self.structures, self.spec = structures, spec
         self.graphs = []
         self.frame_ids = list(range(len(structures)) if frame_ids is None else frame_ids)
         for frame, atoms in zip(self.frame_ids, structures):
             ident = f" (id {atoms.info['id']})" if "id" in atoms.info else ""
             where = f"{name} frame {frame}{ident}: "
             labels = extract_labels(atoms, label_keys, where)
-            self.graphs.append(
-                atoms_to_graph(atoms, cutoff, elements, labels, where, max_num_neighbors)
-            )
+            self.graphs.append(spec.graph(atoms, labels, where))
 
     def __len__(self) -> int:
         return len(self.graphs)

@@ -6,48 +6,132 @@ head (``output: property``, one vector per structure, mean or sum pooling) or pe
 (``output: energy``: forces and stress then come from the shared autograd wrapper).
 """
 
+import functools
+
 import torch
 from torch import nn
 
 from eqna.data import keys
 from eqna.data.neighbours import nearest_neighbour_mask
-from eqna.nn.atom_features import AtomFeatures, atom_feature_table
+from eqna.nn.atom_features import AtomFeatures
+from eqna.nn.atom_features import atom_feature_table as atom_feature_table_of
 from eqna.nn.crystal import AffineCouplingConv, CGConv
 from eqna.nn.edge_features import EdgeFeatures
 from eqna.nn.geometry import edge_vectors, scatter_sum
 from eqna.nn.readout import AtomicEnergyShift, PropertyHead
 
 OUTPUTS = ("property", "energy")
+CONVOLUTIONS = ("cgcnn", "flowgnn")
 
 
-class CrystalGraphModel(nn.Module):
+class CrystalGraphNetwork(nn.Module):
     """Graph dict -> ``property`` [g, t], or ``atomic_energies`` [n] and ``energy`` [g].
+
+    The keyword arguments are the ``model`` section of a config, one to one; ``convolution``
+    is set by the family (:data:`CRYSTAL_FAMILIES`).
 
     Energies are E_i = E0[z_i] + scale * (e_i - e_iso[z_i]) + b[z_i] tanh(c_i), where e_iso is the
     network's output for the element alone (no neighbours): the interaction energy vanishes
     exactly, and smoothly, as an atom's neighbours leave the cutoff. Invertible (coupling)
     convolutions also report ``flow_logdet`` [g].
+
+    Args:
+        convolution: ``cgcnn`` (CGConv) or ``flowgnn`` (affine coupling), set by the family.
+        elements: atomic numbers, in type order (from the data).
+        output: ``property`` (one vector per structure) or ``energy`` (needs
+            ``max_num_neighbors: null`` and ``normalization`` 'layer' or 'none').
+        pooling: ``mean`` (intensive target) or ``sum`` (extensive), property output only.
+        target_mean: target mean (per atom for ``sum``), from the data.
+        target_std: target std (per atom for ``sum``), from the data.
+        atomic_energies: E0 per element, eV, from the data (energy output).
+        scale: energy scale, from the data (energy output).
+        shift: energy shift, from the data (energy output).
+        r_max: cutoff radius, Å.
+        max_num_neighbors: keep each atom's k nearest neighbours within r_max (None: all).
+        atom_features: ``properties``, ``onehot``, ``learned`` or ``skipatom``
+            (see :mod:`eqna.nn.atom_features`).
+        atom_features_file: the SkipAtom JSON (``atom_features: skipatom``).
+        atom_features_trainable: fine-tune the initial table (``learned`` always trains).
+        atom_feature_table: the table itself, filled in at training time so a saved model
+            does not need the file.
+        edge_features: ``gaussian``, ``bessel`` or ``atom_gaussian``.
+        num_edge_basis: edge basis functions.
+        edge_embedding_dim: embed the edge basis to this width (None: no embedding).
+        polynomial_p: exponent of the polynomial cutoff envelope.
+        num_channels: atom feature width (even for flowgnn).
+        num_layers: convolutions.
+        head_hidden: hidden width of the readout.
+        coupling_hidden: width of the coupling scale/shift network (flowgnn only).
+        normalization: ``batch`` (CGCNN), ``layer`` or ``none``.
     """
 
     def __init__(
         self,
+        *,
+        convolution: str,
         elements: list[int],
-        atom_features: AtomFeatures,
-        edge_features: EdgeFeatures,
-        convs: nn.ModuleList,
-        head: nn.Module,
-        r_max: float,
-        max_num_neighbors: int | None,
-        energy_shift: AtomicEnergyShift | None = None,
+        output: str = "property",
+        pooling: str = "mean",
+        target_mean: list[float] | None = None,
+        target_std: list[float] | None = None,
+        atomic_energies: list[float] | None = None,
+        scale: float = 1.0,
+        shift: float = 0.0,
+        r_max: float = 8.0,
+        max_num_neighbors: int | None = 12,
+        atom_features: str = "properties",
+        atom_features_file: str | None = None,
+        atom_features_trainable: bool = False,
+        atom_feature_table: list[list[float]] | None = None,
+        edge_features: str = "gaussian",
+        num_edge_basis: int = 41,
+        edge_embedding_dim: int | None = None,
+        polynomial_p: int = 6,
+        num_channels: int = 64,
+        num_layers: int = 3,
+        head_hidden: int = 128,
+        coupling_hidden: int = 64,
+        normalization: str = "batch",
     ):
         super().__init__()
+        _check(output, normalization, max_num_neighbors, atomic_energies, target_mean)
+        if convolution not in CONVOLUTIONS:
+            raise ValueError(f"convolution {convolution!r} is not one of {CONVOLUTIONS}")
+        elements = list(elements)
         self.register_buffer("elements", torch.tensor(elements, dtype=torch.long))
         self.r_max = float(r_max)
         self.max_num_neighbors = max_num_neighbors
-        self.atom_features, self.edge_features = atom_features, edge_features
-        self.convs, self.head, self.energy_shift = convs, head, energy_shift
-        self.output = "property" if energy_shift is None else "energy"
-        self.invertible = all(isinstance(c, AffineCouplingConv) for c in convs)
+        self.output = output
+        if atom_feature_table is None:
+            table = atom_feature_table_of(atom_features, elements, atom_features_file)
+        else:
+            table = torch.tensor(atom_feature_table, dtype=torch.float64)
+        self.atom_features = AtomFeatures(
+            atom_features, len(elements), num_channels, table, atom_features_trainable
+        )
+        self.edge_features = EdgeFeatures(
+            edge_features, r_max, num_edge_basis, len(elements), edge_embedding_dim, polynomial_p
+        )
+        edge_dim = self.edge_features.out_dim
+        if convolution == "cgcnn":
+            layers = [CGConv(num_channels, edge_dim, normalization) for _ in range(num_layers)]
+        else:
+            layers = [
+                AffineCouplingConv(num_channels, edge_dim, coupling_hidden, normalization)
+                for _ in range(num_layers)
+            ]
+        self.convs = nn.ModuleList(layers)
+        if output == "property":
+            self.head = PropertyHead(
+                num_channels, head_hidden, pooling, list(target_mean), list(target_std)
+            )
+            self.energy_shift = None
+        else:
+            self.head = nn.Sequential(
+                nn.Linear(num_channels, head_hidden), nn.Softplus(), nn.Linear(head_hidden, 1)
+            )
+            self.energy_shift = AtomicEnergyShift(list(atomic_energies), scale, shift)
+        self.invertible = convolution == "flowgnn"
 
     def graph(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Edges kept, edge features [e, b], envelope [e] of a batch."""
@@ -130,140 +214,15 @@ def _check(output, normalization, max_num_neighbors, atomic_energies, target_mea
         raise ValueError("output 'property' needs target_mean/target_std (from data.target_key)")
 
 
-def build_crystal_model(conv: str, hp: dict) -> CrystalGraphModel:
-    """Assembles a :class:`CrystalGraphModel` with ``conv`` ('cgcnn' or 'flowgnn') layers."""
-    _check(
-        hp["output"],
-        hp["normalization"],
-        hp["max_num_neighbors"],
-        hp["atomic_energies"],
-        hp["target_mean"],
-    )
-    elements = list(hp["elements"])
-    table = hp["atom_feature_table"]
-    if table is None:
-        table = atom_feature_table(hp["atom_features"], elements, hp["atom_features_file"])
-    else:
-        table = torch.tensor(table, dtype=torch.float64)
-    width = hp["num_channels"]
-    atom_features = AtomFeatures(
-        hp["atom_features"], len(elements), width, table, hp["atom_features_trainable"]
-    )
-    edge_features = EdgeFeatures(
-        hp["edge_features"],
-        hp["r_max"],
-        hp["num_edge_basis"],
-        len(elements),
-        hp["edge_embedding_dim"],
-        hp["polynomial_p"],
-    )
-    edge_dim = edge_features.out_dim
-    if conv == "cgcnn":
-        layers = [CGConv(width, edge_dim, hp["normalization"]) for _ in range(hp["num_layers"])]
-    else:
-        layers = [
-            AffineCouplingConv(width, edge_dim, hp["coupling_hidden"], hp["normalization"])
-            for _ in range(hp["num_layers"])
-        ]
-    if hp["output"] == "property":
-        head = PropertyHead(
-            width, hp["head_hidden"], hp["pooling"], list(hp["target_mean"]), list(hp["target_std"])
-        )
-        shift = None
-    else:
-        head = nn.Sequential(
-            nn.Linear(width, hp["head_hidden"]), nn.Softplus(), nn.Linear(hp["head_hidden"], 1)
-        )
-        shift = AtomicEnergyShift(list(hp["atomic_energies"]), hp["scale"], hp["shift"])
-    return CrystalGraphModel(
-        elements,
-        atom_features,
-        edge_features,
-        nn.ModuleList(layers),
-        head,
-        hp["r_max"],
-        hp["max_num_neighbors"],
-        shift,
-    )
-
-
-def build_cgcnn(
-    *,
-    elements: list[int],
-    output: str = "property",
-    pooling: str = "mean",
-    target_mean: list[float] | None = None,
-    target_std: list[float] | None = None,
-    atomic_energies: list[float] | None = None,
-    scale: float = 1.0,
-    shift: float = 0.0,
-    r_max: float = 8.0,
-    max_num_neighbors: int | None = 12,
-    atom_features: str = "properties",
-    atom_features_file: str | None = None,
-    atom_features_trainable: bool = False,
-    atom_feature_table: list[list[float]] | None = None,
-    edge_features: str = "gaussian",
-    num_edge_basis: int = 41,
-    edge_embedding_dim: int | None = None,
-    polynomial_p: int = 6,
-    num_channels: int = 64,
-    num_layers: int = 3,
-    head_hidden: int = 128,
-    normalization: str = "batch",
-) -> CrystalGraphModel:
-    """CGCNN-like model (Xie & Grossman 2018; defaults are the paper's: 8 Å, 12 neighbours,
-    41 Gaussians, 64 channels, 3 convolutions, 128 hidden, batch norm).
-
-    Args:
-        output: ``property`` (one vector per structure) or ``energy`` (needs
-            ``max_num_neighbors: null`` and ``normalization`` 'layer' or 'none').
-        pooling: ``mean`` (intensive target) or ``sum`` (extensive), property output only.
-        target_mean, target_std: target statistics (per atom for ``sum``), from the data.
-        atomic_energies, scale, shift: E0s and energy statistics, from the data (energy output).
-        max_num_neighbors: keep each atom's k nearest neighbours within r_max (None: all).
-        atom_features: ``properties``, ``onehot``, ``learned`` or ``skipatom``
-            (see :mod:`eqna.nn.atom_features`); ``atom_features_file``: the SkipAtom JSON.
-        atom_features_trainable: fine-tune the initial table (``learned`` always trains).
-        atom_feature_table: the table itself, filled in at training time so a saved model
-            does not need the file.
-        edge_features: ``gaussian``, ``bessel`` or ``atom_gaussian`` with ``num_edge_basis``
-            functions, optionally embedded to ``edge_embedding_dim``.
-        normalization: ``batch`` (CGCNN), ``layer`` or ``none``.
-    """
-    return build_crystal_model("cgcnn", {**locals(), "coupling_hidden": None})
-
-
-def build_flowgnn(
-    *,
-    elements: list[int],
-    output: str = "property",
-    pooling: str = "mean",
-    target_mean: list[float] | None = None,
-    target_std: list[float] | None = None,
-    atomic_energies: list[float] | None = None,
-    scale: float = 1.0,
-    shift: float = 0.0,
-    r_max: float = 8.0,
-    max_num_neighbors: int | None = 12,
-    atom_features: str = "properties",
-    atom_features_file: str | None = None,
-    atom_features_trainable: bool = False,
-    atom_feature_table: list[list[float]] | None = None,
-    edge_features: str = "gaussian",
-    num_edge_basis: int = 41,
-    edge_embedding_dim: int | None = None,
-    polynomial_p: int = 6,
-    num_channels: int = 64,
-    num_layers: int = 4,
-    head_hidden: int = 128,
-    coupling_hidden: int = 64,
-    normalization: str = "layer",
-) -> CrystalGraphModel:
-    """FlowGNN-like model: invertible affine-coupling message passing (see
-    :class:`eqna.nn.crystal.AffineCouplingConv`); the encoder's log|det| is ``flow_logdet``.
-
-    Arguments as :func:`build_cgcnn`; ``num_channels`` must be even (two coupled halves) and
-    ``coupling_hidden`` is the width of the scale/shift network.
-    """
-    return build_crystal_model("flowgnn", dict(locals()))
+CRYSTAL_FAMILIES = {
+    # CGCNN-like (Xie & Grossman 2018; defaults are the paper's: 8 Å, 12 neighbours, 41
+    # Gaussians, 64 channels, 3 convolutions, 128 hidden, batch norm).
+    "cgcnn": functools.partial(CrystalGraphNetwork, convolution="cgcnn"),
+    # FlowGNN-like: invertible affine-coupling message passing (eqna.nn.crystal
+    # .AffineCouplingConv); the encoder's log|det| is ``flow_logdet``. num_channels must be
+    # even (two coupled halves); coupling_hidden is the width of the scale/shift network.
+    "flowgnn": functools.partial(
+        CrystalGraphNetwork, convolution="flowgnn", num_layers=4, normalization="layer"
+    ),
+}
+"""``model.family`` -> constructor with that family's convolution and defaults."""

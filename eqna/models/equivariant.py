@@ -1,4 +1,4 @@
-"""The equivariant interatomic potential: embedding -> interaction blocks -> energy readout."""
+"""The equivariant network: embedding -> interaction blocks (+ neural atoms) -> readout."""
 
 import torch
 from e3nn import o3
@@ -17,36 +17,70 @@ def hidden_irreps(num_channels: int, l_max: int) -> o3.Irreps:
     return o3.Irreps([(num_channels, (ell, (-1) ** ell)) for ell in range(l_max + 1)])
 
 
-class EquivariantEnergyModel(nn.Module):
-    """Graph dict -> per-atom and total energies. Forces and stress come from the physics wrapper.
+class EquivariantNetwork(nn.Module):
+    """NequIP-style equivariant network: embedding -> interaction blocks -> readout.
 
-    Node features are ``hidden_irreps(num_channels, l_max)``, e.g. ``64x0e+64x1o``. With
-    ``property_head`` the model instead maps invariants of the final features to a
-    per-structure ``property`` (``output: property`` in the builder).
+    Graph dict -> per-atom and total energies (``output: energy``; forces and stress come from
+    :class:`eqna.models.AtomisticModel`), or a per-structure ``property`` (``output:
+    property``). Node features are ``hidden_irreps(num_channels, l_max)``, e.g. ``64x0e+64x1o``.
+    The keyword arguments are the ``model`` section of a config, one to one.
+
+    Args:
+        elements: atomic numbers, in type order (from the data).
+        atomic_energies: E0 per element, eV (from the data; energy output).
+        avg_num_neighbors, scale, shift: data statistics (neighbour count, energy scale/shift).
+        r_max: cutoff radius, Å.
+        num_basis: radial Bessel functions.
+        polynomial_p: exponent of the polynomial cutoff envelope.
+        l_max: highest spherical-harmonic order of features and filters.
+        num_channels: channels per irrep.
+        num_layers: interaction blocks.
+        radial_hidden: hidden widths of the radial MLP.
+        readout_hidden: hidden scalars of the readout (invariants of a property head).
+        neural_atoms: keyword arguments of :class:`eqna.nn.neural_atoms.NeuralAtoms` (None: no
+            neural atoms).
+        neural_atoms_after: 0-based interaction blocks followed by a neural-atom layer. After
+            the last block only its scalars reach the energy readout.
+        output: ``energy`` or ``property``.
+        pooling: property output: ``mean`` (intensive) or ``sum`` (extensive).
+        target_mean, target_std: property output: target statistics (from the data).
     """
+
+    max_num_neighbors = None  # every neighbour within r_max
 
     def __init__(
         self,
+        *,
         elements: list[int],
-        atomic_energies: list[float] | None,
-        avg_num_neighbors: float,
-        scale: float,
-        shift: float,
-        r_max: float,
-        num_basis: int,
-        polynomial_p: int,
-        l_max: int,
-        num_channels: int,
-        num_layers: int,
-        radial_hidden: list[int],
-        readout_hidden: int,
+        atomic_energies: list[float] | None = None,
+        avg_num_neighbors: float = 1.0,
+        scale: float = 1.0,
+        shift: float = 0.0,
+        r_max: float = 5.0,
+        num_basis: int = 8,
+        polynomial_p: int = 6,
+        l_max: int = 1,
+        num_channels: int = 64,
+        num_layers: int = 2,
+        radial_hidden: list[int] = (64,),
+        readout_hidden: int = 16,
         neural_atoms: dict | None = None,
         neural_atoms_after: list[int] = (0,),
-        property_head: PropertyHead | None = None,
+        output: str = "energy",
+        pooling: str = "mean",
+        target_mean: list[float] | None = None,
+        target_std: list[float] | None = None,
     ):
         super().__init__()
+        if output not in ("energy", "property"):
+            raise ValueError(f"model.output: unknown {output!r}; choose from energy, property")
+        if output == "property" and (target_mean is None or target_std is None):
+            raise ValueError("output 'property' needs target_mean/target_std (data.target_key)")
+        if output == "energy" and atomic_energies is None:
+            raise ValueError("output 'energy' needs atomic_energies (computed from the data)")
+        self.output = output
         self.r_max = float(r_max)
-        self.register_buffer("elements", torch.tensor(elements, dtype=torch.long))
+        self.register_buffer("elements", torch.tensor(list(elements), dtype=torch.long))
         self.irreps_sh = o3.Irreps.spherical_harmonics(l_max)
         self.radial_embedding = RadialEmbedding(r_max, num_basis, polynomial_p)
         num_elements = len(elements)
@@ -62,7 +96,7 @@ class EquivariantEnergyModel(nn.Module):
                 self.irreps_sh,
                 num_elements,
                 num_basis,
-                radial_hidden,
+                list(radial_hidden),
                 avg_num_neighbors,
                 self_connection=layer > 0,
             )
@@ -77,13 +111,14 @@ class EquivariantEnergyModel(nn.Module):
                 )
             for i in sorted(set(neural_atoms_after)):
                 self.neural_atoms[str(i)] = NeuralAtoms(irreps_hidden, **neural_atoms)
-        self.output = "energy" if property_head is None else "property"
-        if property_head is None:
+        if output == "energy":
             self.readout = ScalarReadout(irreps, readout_hidden)
-            self.energy_shift = AtomicEnergyShift(atomic_energies, scale, shift)
+            self.energy_shift = AtomicEnergyShift(list(atomic_energies), scale, shift)
         else:
             self.invariants = o3.Linear(irreps, o3.Irreps(f"{readout_hidden}x0e"))
-            self.head = property_head
+            self.head = PropertyHead(
+                readout_hidden, readout_hidden, pooling, list(target_mean), list(target_std)
+            )
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         vectors = edge_vectors(data)  # [e, 3]
@@ -108,67 +143,3 @@ class EquivariantEnergyModel(nn.Module):
         energy = scatter_sum(atomic_energies, data[keys.BATCH], num_graphs)
         return {keys.ATOMIC_ENERGIES: atomic_energies, keys.ENERGY: energy}
 
-
-def build_equivariant(
-    *,
-    elements: list[int],
-    atomic_energies: list[float] | None = None,
-    avg_num_neighbors: float = 1.0,
-    scale: float = 1.0,
-    shift: float = 0.0,
-    r_max: float = 5.0,
-    num_basis: int = 8,
-    polynomial_p: int = 6,
-    l_max: int = 1,
-    num_channels: int = 64,
-    num_layers: int = 2,
-    radial_hidden: list[int] = (64,),
-    readout_hidden: int = 16,
-    neural_atoms: dict | None = None,
-    neural_atoms_after: list[int] = (0,),
-    output: str = "energy",
-    pooling: str = "mean",
-    target_mean: list[float] | None = None,
-    target_std: list[float] | None = None,
-) -> EquivariantEnergyModel:
-    """NequIP-style equivariant potential (see :class:`EquivariantEnergyModel`).
-
-    ``neural_atoms``: keyword arguments of :class:`eqna.nn.neural_atoms.NeuralAtoms` (None: no
-    neural atoms); one such layer follows each interaction block listed in ``neural_atoms_after``
-    (0-based). After the last block only its scalars reach the energy readout.
-
-    ``output: property`` predicts a per-structure target instead of energies: invariants of the
-    final features (``readout_hidden`` of them) are pooled (``pooling``: ``mean`` intensive,
-    ``sum`` extensive) by :class:`eqna.nn.readout.PropertyHead` with the data's ``target_mean``
-    and ``target_std``.
-    """
-    if output not in ("energy", "property"):
-        raise ValueError(f"model.output: unknown {output!r}; choose from energy, property")
-    head = None
-    if output == "property":
-        if target_mean is None or target_std is None:
-            raise ValueError("output 'property' needs target_mean/target_std (data.target_key)")
-        head = PropertyHead(readout_hidden, readout_hidden, pooling, target_mean, target_std)
-    elif atomic_energies is None:
-        raise ValueError("output 'energy' needs atomic_energies (computed from the data)")
-    return EquivariantEnergyModel(
-        list(elements),
-        None if atomic_energies is None else list(atomic_energies),
-        avg_num_neighbors,
-        scale,
-        shift,
-        r_max,
-        num_basis,
-        polynomial_p,
-        l_max,
-        num_channels,
-        num_layers,
-        list(radial_hidden),
-        readout_hidden,
-        None if neural_atoms is None else dict(neural_atoms),
-        list(neural_atoms_after),
-        head,
-    )
-
-
-build_equivariant.nested_sections = {"neural_atoms": NeuralAtoms}

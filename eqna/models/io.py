@@ -8,11 +8,11 @@ import e3nn
 import torch
 from torch import nn
 
+from eqna.models.interface import AtomisticModel
 from eqna.models.registry import MODEL_BUILDERS
-from eqna.nn.physics import ForceStressOutput
 
 FORMAT = "eqna-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: state_dict keys under ``network.`` (AtomisticModel); 1 is migrated
 UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
 
 
@@ -30,9 +30,8 @@ def _versions() -> dict[str, str]:
     }
 
 
-def build_model(family: str, hparams: dict) -> nn.Module:
-    """Builder of ``family`` called with ``hparams``; energy models are wrapped for forces and
-    stress (:class:`ForceStressOutput`), property models (``output: property``) are not.
+def build_model(family: str, hparams: dict) -> AtomisticModel:
+    """The network of ``family`` built from ``hparams``, wrapped in :class:`AtomisticModel`.
 
     e3nn's TorchScript code generation is switched off while building: the script profiler
     re-specialises for every new number of edges, which costs seconds per step early in
@@ -43,10 +42,10 @@ def build_model(family: str, hparams: dict) -> nn.Module:
     defaults = e3nn.get_optimization_defaults()
     e3nn.set_optimization_defaults(jit_script_fx=False)
     try:
-        model = MODEL_BUILDERS[family](**hparams)
+        network = MODEL_BUILDERS[family](**hparams)
     finally:
         e3nn.set_optimization_defaults(**defaults)
-    return model if getattr(model, "output", "energy") == "property" else ForceStressOutput(model)
+    return AtomisticModel(network)
 
 
 def builder_hparams(family: str, values: dict) -> dict:
@@ -84,20 +83,49 @@ def save_model(
     os.replace(tmp, path)  # never a half-written model file
 
 
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-) -> tuple[nn.Module, dict]:
-    """Rebuild a saved model in eval mode; returns (model, payload without the state_dict)."""
+def _migrate_state(state: dict, version: int) -> dict:
+    """State-dict keys of an older format, renamed to today's ``network.*``."""
+    if version >= 2:
+        return state
+    # format 1: potentials were ForceStressOutput(energy_model), property models bare
+    old = "energy_model."
+    return {f"network.{k[len(old):] if k.startswith(old) else k}": v for k, v in state.items()}
+
+
+def read_model_file(path: str | Path) -> dict:
+    """The payload of an eqna model file (``weights_only``: no code is unpickled).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an eqna model file, or one written by a newer eqna.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, empty or foreign files: one clear message
+        raise ValueError(f"{path}: not a readable eqna model file ({err})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an eqna model file")
+    if payload.get("format_version", 1) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: model format {payload['format_version']} is newer than this eqna reads "
+            f"({FORMAT_VERSION}); upgrade eqna"
+        )
+    return payload
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[AtomisticModel, dict]:
+    """Rebuild a saved model in eval mode; returns (model, payload without the state_dict)."""
+    payload = read_model_file(path)
     model = build_model(payload["family"], payload["hparams"])
     saved_dtype = getattr(torch, payload["dtype"])
     model.to(dtype or saved_dtype)
-    model.load_state_dict(payload.pop("state_dict"))
+    state = _migrate_state(payload.pop("state_dict"), payload.get("format_version", 1))
+    model.load_state_dict(state)
     return model.to(device).eval(), payload
 
 

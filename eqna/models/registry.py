@@ -1,10 +1,14 @@
-"""The zoo families: a literal mapping from ``model.family`` to its builder function."""
+"""The zoo families: a literal mapping from ``model.family`` to the network constructor.
 
-from eqna.models.crystal import build_cgcnn, build_flowgnn
-from eqna.models.equivariant import build_equivariant
+Each constructor's keyword arguments are the ``model`` section of a config, one to one;
+:data:`NESTED_SECTIONS` names the arguments that are themselves keyword arguments of a module.
+"""
 
-MODEL_BUILDERS = {
-    "equivariant": build_equivariant,
-    "cgcnn": build_cgcnn,
-    "flowgnn": build_flowgnn,
-}
+from eqna.models.crystal import CRYSTAL_FAMILIES
+from eqna.models.equivariant import EquivariantNetwork
+from eqna.nn.neural_atoms import NeuralAtoms
+
+MODEL_BUILDERS = {"equivariant": EquivariantNetwork, **CRYSTAL_FAMILIES}
+
+NESTED_SECTIONS = {"equivariant": {"neural_atoms": NeuralAtoms}}
+"""family -> {argument: the module whose keyword arguments it holds}."""

@@ -1,7 +1,7 @@
 """Physics checks that any eqna model must pass, for tests and for users' own models.
 
-Every check takes a wrapped model (``ForceStressOutput``: ``model(batch, compute_stress=True)``
-returns energy [g], atomic energies [n], forces [n, 3] and stress [g, 3, 3]) and a list of
+Every check takes a potential (:class:`eqna.models.AtomisticModel`: ``model(batch,
+compute_stress=True)`` returns energy [g], atomic energies [n], forces [n, 3] and stress [g, 3, 3]) and a list of
 ``ase.Atoms`` built from the model's elements. A check raises ``AssertionError`` naming the
 quantity, the structure and the error; otherwise it returns the largest error it saw.
 Relative errors are ``max|a - b| / max(max|a|, max|b|)`` over one quantity of one structure.
@@ -16,20 +16,19 @@ from ase import Atoms
 
 from eqna.data import keys
 from eqna.data.collate import collate, to_device
-from eqna.data.graph import atoms_to_graph
 
 PER_ATOM = (keys.ATOMIC_ENERGIES, keys.FORCES)
 _FLOOR = 1e-30
 
 
 def model_elements(model) -> list[int]:
-    """Atomic numbers the wrapped model knows, in its type order."""
-    return [int(z) for z in model.energy_model.elements]
+    """Atomic numbers the model knows, in its type order."""
+    return model.elements
 
 
 def model_cutoff(model) -> float:
-    """The wrapped model's neighbour radius r_max, Å."""
-    return float(model.energy_model.r_max)
+    """The model's neighbour radius r_max, Å."""
+    return model.r_max
 
 
 def _model_dtype_device(model) -> tuple[torch.dtype, torch.device]:
@@ -51,8 +50,7 @@ def predict(
     stress [3, 3]. ``dtype`` defaults to the model's floating-point dtype.
     """
     model_dtype, device = _model_dtype_device(model)
-    elements, cutoff = model_elements(model), model_cutoff(model)
-    batch = collate([atoms_to_graph(a, cutoff, elements) for a in structures])
+    batch = collate([model.graph_spec.graph(a) for a in structures])
     out = model(to_device(batch, device, dtype or model_dtype), compute_stress=compute_stress)
     ptr = batch[keys.PTR].tolist()
     names = [keys.ENERGY, *PER_ATOM] + ([keys.STRESS] if compute_stress else [])

@@ -6,16 +6,16 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from eqna.data import keys
 from eqna.nn.neural_atoms import gate_penalty, k_eff_summary
-from eqna.train.config import TrainingConfig
-from eqna.train.metrics import ErrorAccumulator
-from eqna.train.tasks import make_task
+from eqna.tasks.metrics import ErrorAccumulator
+from eqna.tasks.tasks import make_task
 
 
-class PotentialModule(pl.LightningModule):
-    """Trains a potential (``ForceStressOutput``) or a property model; ``self.ema`` holds the
-    averaged weights. What is predicted and the loss come from :func:`make_task`."""
+class TrainingModule(pl.LightningModule):
+    """Trains any :class:`eqna.models.AtomisticModel` (potential or property model);
+    ``self.ema`` holds the averaged weights. What is predicted and the loss come from
+    :func:`eqna.tasks.make_task`; ``cfg`` is the ``training`` config section."""
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainingConfig):
+    def __init__(self, model: torch.nn.Module, cfg):
         super().__init__()
         self.model = model
         self.cfg = cfg

@@ -11,15 +11,15 @@ import yaml
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from eqna.evaluation import evaluate_dataset
+from eqna.evaluate.evaluation import evaluate_dataset
 from eqna.models.io import build_model, builder_hparams, save_model
 from eqna.nn.atom_features import atom_feature_table
 from eqna.nn.neural_atoms import k_eff_summary
-from eqna.plotting import learning_curves
+from eqna.evaluate.plotting import learning_curves
 from eqna.train.config import Config
-from eqna.train.data import PreparedData, make_loader, prepare_data
-from eqna.train.metrics import format_table
-from eqna.train.module import PotentialModule
+from eqna.data.prepare import PreparedData, make_loader, prepare_data
+from eqna.tasks.metrics import format_table
+from eqna.train.module import TrainingModule
 
 
 def build_from_config(config: Config, data: PreparedData):
@@ -95,7 +95,7 @@ def train(config: Config, out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     dtype = getattr(torch, config.training.dtype)
-    module = PotentialModule(model, config.training)
+    module = TrainingModule(model, config.training)
     trainer = _trainer(config, out)
     start = time.perf_counter()
     trainer.fit(

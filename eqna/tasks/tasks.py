@@ -10,15 +10,10 @@ import torch
 from torch import nn
 
 from eqna.data import keys
-from eqna.train.loss import weighted_loss
-from eqna.train.metrics import errors, wants_stress
+from eqna.tasks.loss import weighted_loss
+from eqna.tasks.metrics import errors, wants_stress
 
 PROPERTY_LOSSES = ("mae", "mse", "huber")
-
-
-def predicts_property(model: nn.Module) -> bool:
-    """A per-structure property model (bare module) rather than a wrapped potential."""
-    return getattr(model, "output", "energy") == "property"
 
 
 @dataclass
@@ -57,8 +52,9 @@ class PropertyTask:
     huber_delta: float = 0.1
 
     @classmethod
-    def for_model(cls, model: nn.Module, loss_name: str = "mae", huber_delta: float = 0.1):
-        head = model.head
+    def for_model(cls, model, loss_name: str = "mae", huber_delta: float = 0.1):
+        """The task of an :class:`eqna.models.AtomisticModel` with a property head."""
+        head = model.network.head
         std = tuple(float(s) for s in head.target_std)
         return cls(std, head.pooling == "sum", loss_name, huber_delta)
 
@@ -88,9 +84,10 @@ class PropertyTask:
         return {"property": (pred[keys.PROPERTY] - batch[keys.PROPERTY])[mask].reshape(-1)}
 
 
-def make_task(model: nn.Module, training_cfg) -> "PotentialTask | PropertyTask":
-    """The task of ``model`` with the loss settings of the ``training`` config section."""
-    if predicts_property(model):
+def make_task(model, training_cfg) -> "PotentialTask | PropertyTask":
+    """The task of an :class:`eqna.models.AtomisticModel` with the loss settings of the
+    ``training`` config section."""
+    if not model.is_potential:
         return PropertyTask.for_model(model, training_cfg.property_loss, training_cfg.huber_delta)
     return PotentialTask(
         training_cfg.energy_weight, training_cfg.forces_weight, training_cfg.stress_weight

@@ -1,4 +1,8 @@
-"""From the ``data`` config section to datasets, loaders and the statistics the model stores."""
+"""From the ``data`` config section to datasets, loaders and the statistics the model stores.
+
+``cfg`` arguments are the validated ``data`` section (:class:`eqna.train.config.DataConfig`);
+this room sits below training and only reads its attributes.
+"""
 
 from dataclasses import dataclass
 from functools import partial
@@ -7,6 +11,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from eqna.data.collate import collate, to_device
+from eqna.data.graph import GraphSpec
 from eqna.data.datasets import (
     DataError,
     GraphDataset,
@@ -23,7 +28,6 @@ from eqna.data.statistics import (
     least_squares_energies,
     target_statistics,
 )
-from eqna.train.config import DataConfig
 
 
 @dataclass
@@ -36,14 +40,14 @@ class PreparedData:
     derived: dict  # elements, atomic_energies, avg_num_neighbors, scale, shift
 
 
-def target_keys(cfg: DataConfig) -> tuple[str, ...]:
+def target_keys(cfg) -> tuple[str, ...]:
     """The ``atoms.info`` keys of the per-structure target(s); empty for potentials."""
     if cfg.target_key is None:
         return ()
     return (cfg.target_key,) if isinstance(cfg.target_key, str) else tuple(cfg.target_key)
 
 
-def _label_keys(cfg: DataConfig) -> LabelKeys:
+def _label_keys(cfg) -> LabelKeys:
     return LabelKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key, target_keys(cfg))
 
 
@@ -51,7 +55,7 @@ def _energy_reader(spec: str, keys: LabelKeys):
     return lambda atoms: float(extract_labels(atoms, keys, f"{spec}: ")["energy"])
 
 
-def _atomic_energies(cfg: DataConfig, isolated, train: GraphDataset, elements) -> list[float]:
+def _atomic_energies(cfg, isolated, train: GraphDataset, elements) -> list[float]:
     keys = _label_keys(cfg)
     mode = cfg.e0s
     if isinstance(mode, dict):
@@ -79,7 +83,7 @@ def _subset(frames, indices):
 
 
 def prepare_data(
-    cfg: DataConfig,
+    cfg,
     r_max: float,
     elements: list[int] | None = None,
     *,
@@ -119,11 +123,7 @@ def prepare_data(
         cfg.split_seed,
     )
     make = partial(
-        GraphDataset,
-        cutoff=r_max,
-        elements=elements,
-        label_keys=keys,
-        max_num_neighbors=max_num_neighbors,
+        GraphDataset, spec=GraphSpec(r_max, elements, max_num_neighbors), label_keys=keys
     )
 
     def from_split(indices):

@@ -1,7 +1,10 @@
-"""The model zoo: architectures (``zoo/*.yaml``) and pretrained models (``zoo/<name>.pt``).
+"""The model zoo by name: architectures (``*.yaml``) and pretrained models (``<name>.pt``).
 
-    python -m eqna.zoo list          # pretrained models: elements, cutoff, size, test metrics
-    python -m eqna.zoo show NAME     # a pretrained model's card (zoo/<name>.md)
+    eqna-zoo list          # pretrained models: elements, cutoff, size, test metrics
+    eqna-zoo show NAME     # a pretrained model's card (<name>.md)
+
+The zoo's files ship inside the package (``eqna/zoo/``), so a wheel installed anywhere finds
+them; ``$EQNA_ZOO`` (one folder, or several separated by ``os.pathsep``) is searched first.
 
 A pretrained model is an ordinary eqna model file whose ``extra["card"]`` holds what its model
 card states (written by ``tools/publish_model.py``): training data and its reference method,
@@ -11,14 +14,66 @@ by name with ``EqnaCalculator("<name>")``; ``$EQNA_ZOO`` adds a directory to sea
 """
 
 import argparse
+import os
 import sys
+from importlib import resources
 from pathlib import Path
 
-import torch
+from eqna.cli import add_version
+from eqna.models.io import read_model_file
 
-from eqna.calculators.ase import zoo_dirs
+__all__ = [
+    "architecture_path",
+    "architectures",
+    "main",
+    "model_card",
+    "pretrained_models",
+    "resolve_model_path",
+    "zoo_dirs",
+]
 
-__all__ = ["architectures", "main", "model_card", "pretrained_models"]
+ZOO_ENV = "EQNA_ZOO"
+
+
+def zoo_dirs() -> list[Path]:
+    """Folders searched for zoo names: each of ``$EQNA_ZOO`` (if set), then the shipped zoo."""
+    extra = [p for p in os.environ.get(ZOO_ENV, "").split(os.pathsep) if p]
+    return [Path(p).expanduser() for p in extra] + [Path(str(resources.files("eqna.zoo")))]
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """An existing file, else ``<dir>/<name>.pt`` or ``<dir>/<name>/model.pt`` in :func:`zoo_dirs`.
+
+    Raises:
+        FileNotFoundError: nothing matched; the message lists every path tried.
+    """
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    tried = [path]
+    for directory in zoo_dirs():
+        for candidate in (directory / f"{model}.pt", directory / str(model) / "model.pt"):
+            if candidate.is_file():
+                return candidate
+            tried.append(candidate)
+    raise FileNotFoundError(
+        f"model {str(model)!r} not found; looked for: {', '.join(map(str, tried))} "
+        f"(set ${ZOO_ENV} to add a zoo directory; `eqna-zoo list` shows the shipped models)"
+    )
+
+
+def architecture_path(name: str) -> Path:
+    """The zoo architecture config ``<name>.yaml`` (``name`` may end in ``.yaml``).
+
+    Raises:
+        FileNotFoundError: no zoo folder has it; the message lists the known names.
+    """
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    for directory in zoo_dirs():
+        if (directory / f"{stem}.yaml").is_file():
+            return directory / f"{stem}.yaml"
+    known = ", ".join(p.stem for p in architectures())
+    raise FileNotFoundError(f"no zoo architecture {name!r} (known: {known})")
 
 
 def pretrained_models() -> list[dict]:
@@ -29,7 +84,7 @@ def pretrained_models() -> list[dict]:
             if path.stem in seen:
                 continue  # an earlier directory ($EQNA_ZOO) shadows the repository's zoo
             seen.add(path.stem)
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = read_model_file(path)
             hparams = payload["hparams"]
             found.append(
                 {
@@ -48,7 +103,10 @@ def pretrained_models() -> list[dict]:
 
 def architectures() -> list[Path]:
     """The zoo's YAML configs (trainable variants) in every zoo directory."""
-    return sorted(p for d in zoo_dirs() for p in d.glob("*.yaml"))
+    found = {}
+    for path in (p for d in zoo_dirs() for p in sorted(d.glob("*.yaml"))):
+        found.setdefault(path.stem, path)  # an earlier directory shadows the shipped zoo
+    return sorted(found.values(), key=lambda p: p.stem)
 
 
 def model_card(name: str) -> Path:
@@ -90,7 +148,8 @@ def format_list(models: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eqna.zoo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="eqna-zoo", description=__doc__.split("\n")[0])
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="pretrained models and trainable architectures")
     show = commands.add_parser("show", help="print a pretrained model's card")
@@ -105,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print("Pretrained models (EqnaCalculator(name), python -m eqna.zoo show NAME):\n")
     print(format_list(pretrained_models()))
-    print("\nArchitectures (python -m eqna.train zoo/NAME.yaml):", end=" ")
+    print("\nArchitectures (eqna-train NAME, e.g. eqna-train equivariant_na):", end=" ")
     print(", ".join(p.stem for p in architectures()))
     return 0
 

@@ -4,9 +4,9 @@ import numpy as np
 import torch
 
 from eqna.data import keys
-from eqna.train.data import make_loader
-from eqna.train.metrics import ErrorAccumulator
-from eqna.train.tasks import PotentialTask, PropertyTask, predicts_property
+from eqna.data.prepare import make_loader
+from eqna.tasks.metrics import ErrorAccumulator
+from eqna.tasks.tasks import PotentialTask, PropertyTask
 
 
 def _reference_energy(model, batch) -> torch.Tensor:
@@ -15,11 +15,8 @@ def _reference_energy(model, batch) -> torch.Tensor:
     Parity plots show E - sum E0: total energies of different molecules differ by hundreds of
     eV and would hide every error on one diagonal.
     """
-    shift = getattr(getattr(model, "energy_model", None), "energy_shift", None)
     num_graphs = batch[keys.NUM_ATOMS].shape[0]
-    if shift is None:
-        return batch[keys.ENERGY].new_zeros(num_graphs)
-    e0 = shift.atomic_energies[batch[keys.NODE_TYPES]].to(batch[keys.ENERGY].dtype)
+    e0 = model.network.energy_shift.atomic_energies[batch[keys.NODE_TYPES]].to(batch[keys.ENERGY].dtype)
     return batch[keys.ENERGY].new_zeros(num_graphs).index_add_(0, batch[keys.BATCH], e0)
 
 
@@ -55,7 +52,7 @@ def evaluate_dataset(
     """
     dtype = dtype or next(model.parameters()).dtype
     model = model.to(device).eval()
-    task = PropertyTask() if predicts_property(model) else PotentialTask()
+    task = PotentialTask() if model.is_potential else PropertyTask()
     accumulator = ErrorAccumulator()
     pairs = {name: ([], []) for name in ("energy_per_atom", "forces", "stress", "property")}
     for batch in make_loader(dataset, batch_size, dtype, shuffle=False):

@@ -17,15 +17,14 @@ from pathlib import Path
 
 import torch
 
-from eqna.calculators.ase import resolve_model_path
 from eqna.data.datasets import DataError, GraphDataset, LabelKeys, read_structures
 from eqna.data.graph import UnknownElementError
-from eqna.evaluation import evaluate_dataset
+from eqna.evaluate.evaluation import evaluate_dataset
 from eqna.models.io import load_model
+from eqna.models.zoo import resolve_model_path
 from eqna.nn.neural_atoms import k_eff_summary, neural_atom_layers, set_prune_epsilon
-from eqna.plotting import error_histograms, parity_plot
-from eqna.train.metrics import format_table
-from eqna.train.tasks import predicts_property
+from eqna.evaluate.plotting import error_histograms, parity_plot
+from eqna.tasks.metrics import format_table
 
 
 def plot_paths(target: str | Path) -> tuple[Path, Path]:
@@ -82,20 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         model, payload = load_model(resolve_model_path(args.model), dtype=dtype)
         if args.prune_epsilon is not None:
             set_prune_epsilon(model, args.prune_epsilon)
-        net = getattr(model, "energy_model", model)  # property models are not wrapped
         targets = ()
-        if predicts_property(model):
+        if not model.is_potential:
             target = args.target_key or payload["config"].get("data", {}).get("target_key")
             targets = (target,) if isinstance(target, str) else tuple(target or ())
         label_keys = LabelKeys(args.energy_key, args.forces_key, args.stress_key, targets)
-        dataset = GraphDataset(
-            read_structures(args.data),
-            net.r_max,
-            net.elements.tolist(),
-            label_keys,
-            args.data,
-            max_num_neighbors=getattr(net, "max_num_neighbors", None),
-        )
+        dataset = GraphDataset(read_structures(args.data), model.graph_spec, label_keys, args.data)
     except (FileNotFoundError, ValueError, DataError, UnknownElementError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

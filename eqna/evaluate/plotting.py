@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqna.train.metrics import FACTORS, QUANTITIES, UNITS
+from eqna.tasks.metrics import FACTORS, QUANTITIES, UNITS
 
 __all__ = ["error_histograms", "learning_curves", "parity_plot", "read_metrics_csv", "residuals"]
 
@@ -65,7 +65,7 @@ def parity_plot(parity: dict, path: str | Path, title: str = "") -> Path:
 
     Args:
         parity: ``{quantity: (reference [m], predicted [m])}`` in eV units, as returned by
-            ``eqna.evaluation.evaluate_dataset``; energies per atom relative to E0.
+            ``eqna.evaluate.evaluation.evaluate_dataset``; energies per atom relative to E0.
         path: PNG file to write.
         title: figure title.
 

@@ -1,0 +1,5 @@
+import sys
+
+from eqna.evaluate.cli import main
+
+sys.exit(main())

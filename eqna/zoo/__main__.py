@@ -1,0 +1,5 @@
+import sys
+
+from eqna.models.zoo import main
+
+sys.exit(main())
