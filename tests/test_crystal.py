@@ -141,6 +141,10 @@ def test_energy_output_rejects_neighbour_truncation_and_batch_norm():
 
 
 class _EnergySuite(ModelTestSuite):
+    # float32: the weights are perturbed to O(0.1) and the energies sum per-atom terms of
+    # ~10 eV, so forces carry ~2e-5 relative rounding (measured 1.8e-5 on the slab)
+    tol32 = 5e-5
+
     def make_model(self, dtype):
         torch.manual_seed(0)
         return _perturbed(build_model(self.family, dict(self.hparams)), 0.1).to(dtype).eval()

@@ -175,4 +175,4 @@ def test_module_runs_from_the_command_line():
     result = subprocess.run(
         [sys.executable, "-m", "eqna.md", "--help"], capture_output=True, text=True, check=True
     )
-    assert "usage: python -m eqna.md" in result.stdout and "--ensemble" in result.stdout
+    assert "usage: eqna-md" in result.stdout and "--ensemble" in result.stdout

@@ -157,7 +157,7 @@ def test_missing_element_is_named_with_the_file_and_the_fix(small_file):
     with pytest.raises(SkipAtomError) as err:
         load_skipatom(small_file, [NA, FE, CL])
     message = str(err.value)
-    assert "Fe" in message and str(small_file) in message and "python -m eqna.data.skipatom" in message
+    assert "Fe" in message and str(small_file) in message and "eqna-skipatom" in message
     assert isinstance(err.value, ValueError)
 
 

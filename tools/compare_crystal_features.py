@@ -8,7 +8,7 @@ markdown table (model | edge features | atom features | test MAE | time/epoch) a
 raw results to OUT/results.json. Each finished run leaves OUT/<run>/row.json, so an interrupted
 table resumes where it stopped; ``--jobs 2`` trains two combinations at once, each in its own
 process with the cores split between them. SkipAtom vectors are learned first from the same
-file (labels are not used) with ``python -m eqna.data.skipatom``.
+file (labels are not used) with ``eqna-skipatom``.
 """
 
 import argparse

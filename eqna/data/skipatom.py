@@ -1,6 +1,6 @@
 """SkipAtom element embeddings (Antunes et al., npj Comput. Mater. 8, 44, 2022).
 
-``python -m eqna.data.skipatom DATA [DATA ...] -o emb.json [--dim 30] [--r-max 8.0]
+``eqna-skipatom DATA [DATA ...] -o emb.json [--dim 30] [--r-max 8.0]
 [--max-neighbors 12] [--epochs 2000] [--lr 0.05] [--seed 0]``
 
 Every atom of every structure predicts the elements of its ``max_neighbors`` nearest neighbours
@@ -243,15 +243,18 @@ def load_skipatom(path: str | Path, elements: Sequence[int]) -> np.ndarray:
         covered = " ".join(chemical_symbols[z] for z in sorted(table))
         raise SkipAtomError(
             f"{path}: no SkipAtom vector for element(s) {names} (the file covers {covered}); "
-            f"re-run `python -m eqna.data.skipatom DATA -o {path}` on data that contains {names}"
+            f"re-run `eqna-skipatom DATA -o {path}` on data that contains {names}"
         )
     dim = len(next(iter(table.values())))
     return np.stack([table[int(z)] for z in elements]) if len(elements) else np.zeros((0, dim))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eqna.data.skipatom", description=__doc__)
+    from eqna.cli import add_version
+
+    parser = argparse.ArgumentParser(prog="eqna-skipatom", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_version(parser)
     parser.add_argument("data", nargs="+", help="structure files (any ASE format, .gz ok)")
     parser.add_argument("-o", "--output", required=True, help="embedding JSON to write")
     parser.add_argument("--dim", type=int, default=30)

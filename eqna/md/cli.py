@@ -37,6 +37,7 @@ from ase.io import read
 from ase.io.formats import UnknownFileTypeError, filetype
 
 from eqna.calculators import EqnaCalculator
+from eqna.cli import add_version, user_error
 from eqna.data.graph import UnknownElementError, type_indices
 from eqna.md.dynamics import (
     ENSEMBLES,
@@ -131,12 +132,13 @@ def format_summary(summary: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eqna.md",
+        prog="eqna-md",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version(parser)
     add = parser.add_argument
-    add("model", help="model.pt, or a zoo name (see eqna.calculators.resolve_model_path)")
+    add("model", help="model.pt, or a zoo name (eqna-zoo list; see eqna.models.resolve_model_path)")
     add("structure", help="any file ase.io.read reads (extxyz, cif, traj, ...)")
     add("--index", type=int, default=-1, help="frame of STRUCTURE (default -1: the last)")
     add("--ensemble", choices=ENSEMBLES, default="nve", help="default nve")
@@ -269,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         atoms, calc = prepare(args)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(err, args.debug)
     relaxed = None
     if args.relax:
         relaxed = relax(atoms, args.fmax, args.optimizer, args.relax_steps, args.pressure)

@@ -4,7 +4,7 @@
 covalent radius, ionisation energy, electron affinity, valence electrons, volume, ...) from the
 table shipped in ``eqna/data/embedded`` (see :mod:`eqna.data.elements`); ``onehot``: one-hot of
 the element; ``learned``: a trainable embedding; ``skipatom``: SkipAtom vectors learned from a
-data set by ``python -m eqna.data.skipatom`` (see :mod:`eqna.data.skipatom`).
+data set by ``eqna-skipatom`` (see :mod:`eqna.data.skipatom`).
 """
 
 from collections.abc import Sequence
@@ -35,7 +35,7 @@ def atom_feature_table(
         if not file:
             raise ValueError(
                 "model.atom_features_file: atom_features 'skipatom' needs the JSON "
-                "file written by `python -m eqna.data.skipatom DATA -o emb.json`"
+                "file written by `eqna-skipatom DATA -o emb.json`"
             )
         from eqna.data.skipatom import load_skipatom
 

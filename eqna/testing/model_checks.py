@@ -31,7 +31,7 @@ def model_cutoff(model) -> float:
     return model.r_max
 
 
-def _model_dtype_device(model) -> tuple[torch.dtype, torch.device]:
+def model_dtype_device(model) -> tuple[torch.dtype, torch.device]:
     for tensor in list(model.parameters()) + list(model.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype, tensor.device
@@ -49,7 +49,7 @@ def predict(
     Each dict holds energy [], atomic energies [n], forces [n, 3] and (with ``compute_stress``)
     stress [3, 3]. ``dtype`` defaults to the model's floating-point dtype.
     """
-    model_dtype, device = _model_dtype_device(model)
+    model_dtype, device = model_dtype_device(model)
     batch = collate([model.graph_spec.graph(a) for a in structures])
     out = model(to_device(batch, device, dtype or model_dtype), compute_stress=compute_stress)
     ptr = batch[keys.PTR].tolist()
@@ -71,7 +71,7 @@ def relative_error(actual, expected) -> float:
     return 0.0 if diff == 0.0 else float(diff / max(scale, _FLOOR))
 
 
-def _compare(actual: Mapping, expected: Mapping, tol: float, what: str) -> float:
+def compare_outputs(actual: Mapping, expected: Mapping, tol: float, what: str) -> float:
     """Relative error per key present in both; raises AssertionError above ``tol``."""
     worst = 0.0
     for key in expected:
@@ -125,7 +125,7 @@ def check_o3_equivariance(
             expected[keys.STRESS] = rot @ ref[keys.STRESS] @ rot.T
             kind = "rotation" if proper else "improper rotation"
             what = f"O(3) ({kind}, {dtype}) {_label(structures[i], i)}"
-            worst = max(worst, _compare(out, expected, tol, what))
+            worst = max(worst, compare_outputs(out, expected, tol, what))
     return worst
 
 
@@ -146,7 +146,7 @@ def check_translation(
     reference = predict(model, structures, dtype)
     worst = 0.0
     for i, (out, ref) in enumerate(zip(predict(model, moved, dtype), reference, strict=True)):
-        worst = max(worst, _compare(out, ref, tol, f"translation {_label(structures[i], i)}"))
+        worst = max(worst, compare_outputs(out, ref, tol, f"translation {_label(structures[i], i)}"))
     return worst
 
 
@@ -165,12 +165,12 @@ def check_permutation(
     worst = 0.0
     for i, (out, ref, perm) in enumerate(zip(outputs, reference, perms, strict=True)):
         expected = {k: v[perm] if k in PER_ATOM else v for k, v in ref.items()}
-        worst = max(worst, _compare(out, expected, tol, f"permutation {_label(structures[i], i)}"))
+        worst = max(worst, compare_outputs(out, expected, tol, f"permutation {_label(structures[i], i)}"))
     return worst
 
 
 def _require_float64(model) -> None:
-    if _model_dtype_device(model)[0] != torch.float64:
+    if model_dtype_device(model)[0] != torch.float64:
         raise ValueError("finite-difference checks need a float64 model (model.double())")
 
 
@@ -196,7 +196,7 @@ def check_forces_finite_difference(
         numeric = -(energies[0::2] - energies[1::2]).reshape(len(atoms), 3) / (2.0 * h)
         analytic = {keys.FORCES: predict(model, [atoms])[0][keys.FORCES]}
         what = f"finite differences (h={h}) {_label(atoms, s)}"
-        worst = max(worst, _compare(analytic, {keys.FORCES: numeric}, tol, what))
+        worst = max(worst, compare_outputs(analytic, {keys.FORCES: numeric}, tol, what))
     return worst
 
 
@@ -229,7 +229,7 @@ def check_stress_finite_difference(
             numeric[a, b] = numeric[b, a] = value
         analytic = {keys.STRESS: predict(model, [atoms])[0][keys.STRESS]}
         what = f"finite differences (h={h}) {_label(atoms, s)}"
-        worst = max(worst, _compare(analytic, {keys.STRESS: numeric}, tol, what))
+        worst = max(worst, compare_outputs(analytic, {keys.STRESS: numeric}, tol, what))
     return worst
 
 
@@ -241,7 +241,7 @@ def check_batch_equals_single(
     worst = 0.0
     for i, atoms in enumerate(structures):
         single = predict(model, [atoms], dtype)[0]
-        worst = max(worst, _compare(batched[i], single, tol, f"batched {_label(atoms, i)}"))
+        worst = max(worst, compare_outputs(batched[i], single, tol, f"batched {_label(atoms, i)}"))
     return worst
 
 
@@ -335,14 +335,14 @@ def check_save_load_roundtrip(
     """
     from eqna.models.io import load_model, save_model
 
-    dtype, device = _model_dtype_device(model)
+    dtype, device = model_dtype_device(model)
     path = Path(directory) / "roundtrip.pt"
     save_model(path, model, family, hparams)
     loaded, _ = load_model(path, device=device)
-    if _model_dtype_device(loaded)[0] != dtype:
-        raise AssertionError(f"saved a {dtype} model, loaded {_model_dtype_device(loaded)[0]}")
+    if model_dtype_device(loaded)[0] != dtype:
+        raise AssertionError(f"saved a {dtype} model, loaded {model_dtype_device(loaded)[0]}")
     pairs = zip(predict(loaded, structures), predict(model, structures), strict=True)
     return max(
-        _compare(new, old, tol, f"reloaded model on {_label(structures[i], i)}")
+        compare_outputs(new, old, tol, f"reloaded model on {_label(structures[i], i)}")
         for i, (new, old) in enumerate(pairs)
     )

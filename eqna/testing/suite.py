@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from eqna.testing import locality_checks as locality
 from eqna.testing import model_checks as checks
 
 
@@ -75,9 +76,12 @@ def default_structures(elements: Sequence[int], seed: int = 0) -> list[Atoms]:
 class ModelTestSuite:
     """Physics tests of one model family; subclasses set ``family`` and ``hparams``.
 
-    Each ``test_*`` method runs one check of :mod:`eqna.testing.model_checks` on the default
-    structures, in float64 unless its name says float32. Models are built once per class and
-    dtype, with ``torch.manual_seed(seed)``.
+    Each ``test_*`` method runs one check of :mod:`eqna.testing.model_checks` or
+    :mod:`eqna.testing.locality_checks` on the default structures: exact symmetries and
+    locality in float32 and float64 (the ``float_dtype`` fixture of
+    :mod:`eqna.testing.fixtures`, which the test folder's conftest.py imports), finite
+    differences in float64. Models are built once per class and dtype, with
+    ``torch.manual_seed(seed)``.
     """
 
     family: str | None = None
@@ -122,18 +126,21 @@ class ModelTestSuite:
         model = self.model()
         return self.structures(checks.model_elements(model), checks.model_cutoff(model))
 
-    def test_o3_equivariance_float64(self):
-        checks.check_o3_equivariance(self.model(), self._structures(), torch.float64, self.tol64)
+    def tol(self, dtype: torch.dtype) -> float:
+        """The relative tolerance of exact symmetries in ``dtype``."""
+        return self.tol64 if dtype == torch.float64 else self.tol32
 
-    def test_o3_equivariance_float32(self):
-        model = self.model(torch.float32)
-        checks.check_o3_equivariance(model, self._structures(), torch.float32, self.tol32)
+    def test_o3_equivariance(self, float_dtype):
+        model, tol = self.model(float_dtype), self.tol(float_dtype)
+        checks.check_o3_equivariance(model, self._structures(), float_dtype, tol)
 
     def test_translation(self):
+        # float64 only: a large translation costs float32 positions their last digits
         checks.check_translation(self.model(), self._structures(), torch.float64, self.tol64)
 
-    def test_permutation(self):
-        checks.check_permutation(self.model(), self._structures(), torch.float64, self.tol64)
+    def test_permutation(self, float_dtype):
+        model, tol = self.model(float_dtype), self.tol(float_dtype)
+        checks.check_permutation(model, self._structures(), float_dtype, tol)
 
     def test_forces_finite_difference(self):
         checks.check_forces_finite_difference(self.model(), self._structures(), tol=self.fd_tol)
@@ -141,10 +148,22 @@ class ModelTestSuite:
     def test_stress_finite_difference(self):
         checks.check_stress_finite_difference(self.model(), self._structures(), tol=self.fd_tol)
 
-    def test_batch_equals_single(self):
+    def test_batch_equals_single(self, float_dtype):
         structures = self._structures()
         structures = structures + [structures[0][:4]]  # a second, smaller molecule
-        checks.check_batch_equals_single(self.model(), structures, torch.float64, self.tol64)
+        model, tol = self.model(float_dtype), self.tol(float_dtype)
+        checks.check_batch_equals_single(model, structures, float_dtype, tol)
+
+    def test_cross_frame_gradients(self, float_dtype):
+        structures = self._structures()
+        locality.check_cross_frame_gradients(self.model(float_dtype), structures, float_dtype)
+
+    def test_large_separation(self, float_dtype):
+        if not self.local:
+            raise unittest.SkipTest("the model couples fragments beyond r_max by design")
+        molecule = self._structures()[0]
+        model, tol = self.model(float_dtype), self.tol(float_dtype)
+        locality.check_large_separation(model, molecule, molecule[:4], float_dtype, tol)
 
     def test_isolated_atom(self):
         checks.check_isolated_atom(self.model(), self.reference_energies())

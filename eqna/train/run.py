@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from eqna.evaluate.evaluation import evaluate_dataset
 from eqna.models.io import build_model, builder_hparams, save_model
@@ -19,7 +19,30 @@ from eqna.evaluate.plotting import learning_curves
 from eqna.train.config import Config
 from eqna.data.prepare import PreparedData, make_loader, prepare_data
 from eqna.tasks.metrics import format_table
+from eqna.train.epoch_log import EpochLine, use_progress_bar
 from eqna.train.module import TrainingModule
+
+
+class SetupError(RuntimeError):
+    """The machine lacks what the config asks for (a GPU, an optional package)."""
+
+
+def check_setup(training) -> None:
+    """Refuse, before anything is written, a run this machine cannot do."""
+    if "tensorboard" in training.loggers:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise SetupError(
+                "training.loggers includes 'tensorboard' but the tensorboard package is not "
+                "installed: pip install 'eqna[tensorboard]'"
+            )
+    if training.accelerator == "gpu" and not torch.cuda.is_available():
+        raise SetupError(
+            "training.accelerator is 'gpu' but torch sees no CUDA device "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); "
+            "use training.accelerator=cpu or auto"
+        )
 
 
 def build_from_config(config: Config, data: PreparedData):
@@ -59,12 +82,21 @@ def _callbacks(config: Config, out: Path) -> list:
             save_last=True,
         ),
         LearningRateMonitor(logging_interval="epoch"),
+        EpochLine(),
     ]
     if config.training.early_stopping_patience is not None:
         callbacks.append(
             EarlyStopping("val_loss", patience=config.training.early_stopping_patience)
         )
     return callbacks
+
+
+def _loggers(config: Config, out: Path) -> list:
+    """CSV first (the learning curves and tools read logs/metrics.csv), then the others."""
+    loggers = [CSVLogger(out, name="logs", version="")]
+    if "tensorboard" in config.training.loggers:
+        loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
+    return loggers
 
 
 def _trainer(config: Config, out: Path) -> pl.Trainer:
@@ -78,9 +110,9 @@ def _trainer(config: Config, out: Path) -> pl.Trainer:
         devices=1,
         inference_mode=False,
         gradient_clip_val=cfg.gradient_clip,
-        logger=CSVLogger(out, name="logs", version=""),
+        logger=_loggers(config, out),
         callbacks=_callbacks(config, out),
-        enable_progress_bar=cfg.progress_bar,
+        enable_progress_bar=use_progress_bar(cfg.progress_bar),
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,
     )
@@ -89,6 +121,7 @@ def _trainer(config: Config, out: Path) -> pl.Trainer:
 def train(config: Config, out: str | Path) -> dict:
     """Train from a validated config into ``out``; returns the test metrics (meV units)."""
     out = Path(out)
+    check_setup(config.training)
     pl.seed_everything(config.training.seed, workers=True, verbose=False)
     data = _prepare(config)
     model, family, hparams = build_from_config(config, data)

@@ -1,0 +1,35 @@
+"""One plain line per epoch: what batch jobs and log files need instead of a progress bar."""
+
+import logging
+import sys
+import time
+
+import pytorch_lightning as pl
+
+LOG = logging.getLogger("eqna")
+SHOWN = ("train_loss", "val_loss", "val_energy_per_atom_mae", "val_forces_mae",
+         "val_stress_mae", "val_property_mae", "k_eff")  # fmt: skip
+
+
+def use_progress_bar(wanted: bool) -> bool:
+    """The bar only on a terminal: in a file its carriage-return frames are noise."""
+    return wanted and sys.stdout.isatty()
+
+
+class EpochLine(pl.Callback):
+    """Logs ``epoch 3/100  train_loss 0.12  val_loss ...  lr 1e-3  12.1 s`` after validation."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not hasattr(self, "_start"):
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        parts += [f"{k} {float(metrics[k]):.4g}" for k in SHOWN if k in metrics]
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        if lr is not None:
+            parts.append(f"lr {lr:.3g}")
+        parts.append(f"{time.perf_counter() - self._start:.1f} s")
+        LOG.info("  ".join(parts))

@@ -1,0 +1,1 @@
+from eqna.testing.fixtures import float_dtype  # noqa: F401
