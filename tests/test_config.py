@@ -279,6 +279,7 @@ training:
     expected = [
         "unknown key 'model.num_chanels' (did you mean 'model.num_channels'?)",
         "model.elements: is computed from the data",
+        "data.valid_fraction + data.test_fraction must be < 1, got 0.6 + 0.5",
         "data.batch_size: must be >= 1, got 0",
         "missing required key 'data.train'",
         "training.lr: must be > 0, got -1",

@@ -169,6 +169,3 @@ def build_equivariant(
         list(neural_atoms_after),
         head,
     )
-
-
-build_equivariant.nested_sections = {"neural_atoms": NeuralAtoms}
