@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+import sys
+import types
+from pathlib import Path
 from typing import Literal
 
 import pytest
 import yaml
 
+from eqna.models.registry import MODEL_BUILDERS
 from eqna.train.config import (
     DATA_DERIVED,
     Config,
@@ -17,6 +23,9 @@ from eqna.train.config import (
     load_config,
     validate_model_section,
 )
+from eqna.train.describe import describe_keys
+
+ZOO = Path(__file__).resolve().parents[1] / "zoo"
 
 
 def fake_equivariant(
@@ -32,6 +41,7 @@ def fake_equivariant(
     gate: Literal["silu", "tanh"] = "silu",
     use_bias: bool = True,
     correlation: int | None = None,
+    neural_atoms: dict | None = None,
     **kwargs,
 ):
     """Fake builder with the kinds of annotations real builders use."""
@@ -86,6 +96,7 @@ def test_valid_config_fills_defaults(tmp_path):
         "gate": "silu",
         "use_bias": True,
         "correlation": None,
+        "neural_atoms": None,
     }
     assert not set(DATA_DERIVED) & set(cfg.model)
 
@@ -279,6 +290,7 @@ training:
     expected = [
         "unknown key 'model.num_chanels' (did you mean 'model.num_channels'?)",
         "model.elements: is computed from the data",
+        "data.valid_fraction + data.test_fraction must be < 1, got 0.6 + 0.5",
         "data.batch_size: must be >= 1, got 0",
         "missing required key 'data.train'",
         "training.lr: must be > 0, got -1",
@@ -333,3 +345,164 @@ def test_validate_model_section_directly():
         validate_model_section({"family": "invariant", "num_layers": 2.5}, BUILDERS, "m.yaml")
     with pytest.raises(ConfigError, match="available families: .*none registered"):
         validate_model_section({}, {}, "m.yaml")
+
+
+def test_nested_section_checked_against_its_constructor(tmp_path):
+    cfg = load(write(tmp_path, BASE + "model:\n  neural_atoms: {num_heads: 2}\n"))
+    assert cfg.model["neural_atoms"]["num_heads"] == 2
+    assert cfg.model["neural_atoms"]["pooling"] == "equivariant"  # NeuralAtoms' default
+    text = BASE.replace("num_channels: 16", "neural_atoms: {num_head: 2, irreps_in: 1x0e}")
+    with pytest.raises(ConfigError) as excinfo:
+        load(write(tmp_path, text), ["model.neural_atoms.pooling=sum"])
+    assert errors_of(excinfo) == [
+        f"{tmp_path / 'run.yaml'}: unknown key 'model.neural_atoms.num_head' "
+        "(did you mean 'model.neural_atoms.num_heads'?)",
+        f"{tmp_path / 'run.yaml'}: model.neural_atoms.irreps_in: is set by the model",
+        "command-line override 'model.neural_atoms.pooling=sum': model.neural_atoms.pooling: "
+        "expected one of 'equivariant', 'invariant', got 'sum' (str)",
+    ]
+
+
+def test_cuda_is_read_as_gpu_and_loggers_checked(tmp_path):
+    cfg = load(write(tmp_path), ["training.accelerator=cuda"])
+    assert cfg.training.accelerator == "gpu" and cfg.training.loggers == ["csv"]
+    assert cfg.to_dict()["training"]["accelerator"] == "gpu"
+    cfg = load(write(tmp_path), ["training.loggers=[csv, tensorboard]"])
+    assert cfg.training.loggers == ["csv", "tensorboard"]
+    with pytest.raises(ConfigError) as excinfo:
+        load(write(tmp_path), ["training.loggers=[wandb]", "training.lr=true"])
+    assert errors_of(excinfo) == [
+        "command-line override 'training.lr=true': training.lr: expected float, got True (bool)",
+        "command-line override 'training.loggers=[wandb]': training.loggers: "
+        "expected list[one of 'csv', 'tensorboard'], got ['wandb'] (list)",
+    ]
+
+
+def test_base_is_merged_under_the_file(tmp_path):
+    write(tmp_path, BASE + "  gate_penalty: 0.5\n", name="common.yaml")
+    child = "base: common\nmodel:\n  num_layers: 3\ntraining:\n  max_epochs: 7\n"
+    cfg = load(
+        write(tmp_path, child.replace("num_layers: 3", "correlation: 2")), ["training.seed=4"]
+    )
+    assert cfg.model["num_channels"] == 16 and cfg.model["correlation"] == 2
+    assert cfg.training.lr == 1e-3 and cfg.training.max_epochs == 7 and cfg.training.seed == 4
+    assert cfg.training.gate_penalty == 0.5 and cfg.data.train == "embedded:water"
+    assert "base" not in cfg.to_dict() and cfg.name == "run"
+
+
+def test_bases_apply_in_order_and_have_bases(tmp_path):
+    (tmp_path / "parts").mkdir()
+    write(tmp_path, "data:\n  train: a.xyz\n  batch_size: 2\n", name="parts/data.yaml")
+    write(tmp_path, "base: data.yaml\ndata:\n  batch_size: 3\n", name="parts/small.yaml")
+    write(tmp_path, "training:\n  lr: 0.1\ndata:\n  batch_size: 4\n", name="parts/fast.yaml")
+    cfg = load(write(tmp_path, "base: [parts/small.yaml, parts/fast.yaml]\n"))
+    assert (cfg.data.train, cfg.data.batch_size, cfg.training.lr) == ("a.xyz", 4, 0.1)
+    cfg = load(write(tmp_path, "base: [parts/fast.yaml, parts/small.yaml]\n"))
+    assert cfg.data.batch_size == 3
+
+
+def test_base_value_replaced_by_non_mapping(tmp_path):
+    write(tmp_path, BASE.replace("num_channels: 16", "neural_atoms: {num_heads: 2}"), "b.yaml")
+    cfg = load(write(tmp_path, "base: b\nmodel:\n  neural_atoms: null\n"))
+    assert cfg.model["neural_atoms"] is None
+
+
+def test_errors_name_the_base_file_that_set_the_key(tmp_path):
+    base = write(tmp_path, BASE.replace("lr: 1e-3", "lr_rate: 1e-3"), name="common.yaml")
+    path = write(tmp_path, "base: common.yaml\ntraining:\n  max_epochs: ten\n")
+    with pytest.raises(ConfigError) as excinfo:
+        load(path, ["model.num_channels=x"])
+    assert errors_of(excinfo) == [
+        "command-line override 'model.num_channels=x': model.num_channels: "
+        "expected int, got 'x' (str)",
+        f"{base}: unknown key 'training.lr_rate' (did you mean 'training.lr'?)",
+        f"{path}: training.max_epochs: expected int, got 'ten' (str)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: nope\n", "run.yaml: base config 'nope' not found (looked for "),
+        ("base: [../nope.yaml]\n", "run.yaml: base config '../nope.yaml' not found"),
+        ("base: 3\n", "run.yaml: base: expected a path or a list of paths, got 3"),
+        ("base: run\n", "run.yaml: base configs form a cycle: "),
+        ("base: bad\n", "bad.yaml: YAML syntax error at line 3, column 1"),
+    ],
+)
+def test_base_problems(tmp_path, text, message):
+    write(tmp_path, "data:\n  train: [a\n", name="bad.yaml")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(write(tmp_path, text))
+
+
+def test_base_cycle_through_two_files(tmp_path):
+    write(tmp_path, "base: b.yaml\n", name="a.yaml")
+    write(tmp_path, "base: a.yaml\n", name="b.yaml")
+    with pytest.raises(
+        ConfigError, match=r"a.yaml: base configs form a cycle: .*a.yaml -> .*b.yaml"
+    ):
+        load(tmp_path / "a.yaml")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@pytest.mark.parametrize(
+    ("variant", "changed"),
+    [
+        ("invariant_na", {"model.neural_atoms.pooling": "invariant"}),
+        ("equivariant_na_reciprocal", {"model.neural_atoms.reciprocal": True}),
+        (
+            "equivariant_na_fixed_k",
+            {"model.neural_atoms.learn_gates": False, "training.gate_penalty": 0.0},
+        ),
+    ],
+)
+def test_zoo_variants_differ_from_equivariant_na_only_as_stated(variant, changed):
+    base = _flat(load_config(ZOO / "equivariant_na.yaml").to_dict())
+    resolved = _flat(load_config(ZOO / f"{variant}.yaml").to_dict())
+    assert {k: v for k, v in resolved.items() if base[k] != v} == changed
+    assert resolved.keys() == base.keys()
+
+
+def _family_blocks(text: str) -> dict[str, str]:
+    blocks = text.split("\nmodel section, family ")
+    return {block.split("'")[1]: block for block in blocks[1:]} | {"": blocks[0]}
+
+
+@pytest.mark.parametrize("builders", [None, BUILDERS], ids=["registry", "fakes"])
+def test_describe_keys_lists_every_key(builders):
+    text = describe_keys(builders)
+    for section, prefix in ((DataConfig, "data."), (TrainingConfig, "training.")):
+        for name, field in section.model_fields.items():
+            assert f"  {prefix}{name}: " in text
+            assert field.description in " ".join(text.split())
+    blocks = _family_blocks(text)
+    for family, builder in (builders or MODEL_BUILDERS).items():
+        params = set(inspect.signature(builder).parameters) - {"kwargs", "atom_feature_table"}
+        for name in params - set(DATA_DERIVED):
+            assert f"  model.{name}: " in blocks[family], (family, name)
+    assert "model.neural_atoms.num_heads: int, default 4" in blocks["equivariant"]
+    assert "K_max, the most neural atoms per graph." in blocks["equivariant"]
+    assert "training.lr: float, default 0.005, > 0" in text
+
+
+def test_bare_base_name_falls_back_to_the_zoo(tmp_path, monkeypatch):
+    zoo = types.ModuleType("eqna.models.zoo")
+    zoo.architecture_path = lambda name: tmp_path / "zoo" / f"{name}.yaml"
+    monkeypatch.setitem(sys.modules, "eqna.models.zoo", zoo)
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "runs").mkdir()
+    write(tmp_path, BASE, name="zoo/arch.yaml")
+    cfg = load(write(tmp_path, "base: arch\ntraining:\n  seed: 1\n", name="runs/run.yaml"))
+    assert cfg.model["num_channels"] == 16 and cfg.training.seed == 1
+    with pytest.raises(ConfigError, match="base config 'other' not found .* and the zoo"):
+        load(write(tmp_path, "base: other\n", name="runs/run.yaml"))

@@ -1,0 +1,113 @@
+"""The ``data`` and ``training`` config sections: each key's type, default, range and meaning."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+
+from eqna.train.schema import Section
+
+__all__ = ["DataConfig", "TrainingConfig"]
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError(f"must not be empty, got {text!r}")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
+class DataConfig(Section):
+    """The ``data`` section."""
+
+    train: Text = Field(description="training frames: extxyz path or embedded:NAME")
+    valid: Text | None = Field(None, description="validation frames; null: split off train")
+    test: Text | None = Field(None, description="test frames; null: split off train")
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of train to validate")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of train to test")
+    split_seed: int = Field(0, ge=0, description="seed of the random train/valid/test split")
+    energy_key: Text = Field("energy", description="atoms.info key of the energy (eV)")
+    forces_key: Text = Field("forces", description="atoms.arrays key of the forces (eV/Å)")
+    stress_key: Text = Field("stress", description="atoms.info key of the stress (eV/Å³)")
+    e0s: str | dict[str, float] = Field(
+        "auto",
+        description="isolated-atom energies: auto (isolated atoms in the data, else least "
+        "squares), isolated, least_squares, an extxyz file, or a mapping element -> eV",
+    )
+    batch_size: int = Field(8, ge=1, description="training batch size in frames")
+    valid_batch_size: int = Field(32, ge=1, description="validation/test batch size in frames")
+    max_train_frames: int | None = Field(None, ge=1, description="first frames of train kept")
+    target_key: str | list[str] | None = Field(
+        None, description="atoms.info key(s) of a per-structure target (model.output: property)"
+    )
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _fractions_leave_training_data(cls, test: float, info: ValidationInfo) -> float:
+        valid = info.data.get("valid_fraction")
+        if valid is not None and valid + test >= 1:
+            raise ValueError(
+                f"data.valid_fraction + data.test_fraction must be < 1, got {valid} + {test}"
+            )
+        return test
+
+    @field_validator("e0s")
+    @classmethod
+    def _e0s_form(cls, e0s: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(e0s, str) and not e0s.strip():
+            raise ValueError("must be auto, isolated, least_squares, a file path or a mapping")
+        symbols = e0s if isinstance(e0s, dict) else ()
+        bad = [s for s in symbols if not re.fullmatch(r"[A-Z][a-z]{0,2}", s)]
+        if bad:
+            raise ValueError("; ".join(f"{s!r} is not an element symbol" for s in bad))
+        return e0s
+
+
+class TrainingConfig(Section):
+    """The ``training`` section."""
+
+    seed: int = Field(0, ge=0, description="global random seed")
+    dtype: Literal["float32", "float64"] = Field("float32", description="floating point precision")
+    max_epochs: int = Field(100, ge=1, description="maximum number of epochs")
+    max_time_minutes: float | None = Field(None, gt=0, description="wall-clock limit; null: none")
+    optimizer: Literal["adamw", "adam_amsgrad"] = Field("adamw", description="optimiser")
+    lr: float = Field(5e-3, gt=0, description="initial learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay of the optimiser")
+    scheduler: Literal["plateau", "cosine", "none"] = Field(
+        "plateau", description="reduce lr on validation-loss plateau, anneal to min_lr, or none"
+    )
+    scheduler_patience: int = Field(10, ge=0, description="plateau patience in epochs")
+    scheduler_factor: float = Field(0.5, gt=0, lt=1, description="plateau lr factor")
+    min_lr: float = Field(1e-6, ge=0, description="learning rate floor of the schedulers")
+    ema_decay: float | None = Field(0.99, gt=0, lt=1, description="weight EMA; null: none")
+    energy_weight: float = Field(1.0, ge=0, description="loss weight of energies (per atom)")
+    forces_weight: float = Field(10.0, ge=0, description="loss weight of forces")
+    stress_weight: float = Field(0.0, ge=0, description="loss weight of stresses")
+    gate_penalty: float = Field(
+        1e-3, ge=0, description="lambda of the L1 penalty lambda * sum_k g_k on neural-atom gates"
+    )
+    property_loss: Literal["mae", "mse", "huber"] = Field(
+        "mae", description="property models: loss on residuals in units of the target std"
+    )
+    huber_delta: float = Field(0.1, gt=0, description="Huber transition in target stds")
+    early_stopping_patience: int | None = Field(
+        30, ge=1, description="epochs without improvement before stopping; null: never stop"
+    )
+    gradient_clip: float | None = Field(10.0, gt=0, description="gradient norm clip; null: none")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = Field(
+        "auto", description="Lightning accelerator; cuda is read as gpu"
+    )
+    progress_bar: bool = Field(True, description="show the Lightning progress bar")
+    log_every_n_steps: int = Field(10, ge=1, description="logging interval in steps")
+    loggers: list[Literal["csv", "tensorboard"]] = Field(
+        ["csv"], description="Lightning loggers a run writes (tensorboard needs its package)"
+    )
+
+    @field_validator("accelerator")
+    @classmethod
+    def _cuda_is_gpu(cls, accelerator: str) -> str:
+        return "gpu" if accelerator == "cuda" else accelerator
