@@ -487,7 +487,8 @@ def test_describe_keys_lists_every_key(builders):
             assert field.description in " ".join(text.split())
     blocks = _family_blocks(text)
     for family, builder in (builders or MODEL_BUILDERS).items():
-        params = set(inspect.signature(builder).parameters) - {"kwargs", "atom_feature_table"}
+        params = set(inspect.signature(builder).parameters)
+        params -= {"kwargs", "atom_feature_table", "convolution"}  # not settable
         for name in params - set(DATA_DERIVED):
             assert f"  model.{name}: " in blocks[family], (family, name)
     assert "model.neural_atoms.num_heads: int, default 4" in blocks["equivariant"]

@@ -1,5 +1,7 @@
 """Every shipped pretrained model loads by name and reproduces its model card's check metrics."""
 
+from pathlib import Path
+
 import ase.io
 import pytest
 import torch
@@ -11,6 +13,16 @@ from eqna.models.zoo import main as zoo_main
 from eqna.models.zoo import pretrained_models
 
 MODELS = pretrained_models()
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _check_data(spec: str) -> Path:
+    """A card's check data: shipped (``embedded:``), else relative to the repository root,
+    where the cards' ``../shared/...`` paths start."""
+    if spec.startswith("embedded:"):
+        return resolve_path(spec)
+    path = Path(spec)
+    return path if path.is_absolute() else REPO / path
 
 
 def test_the_zoo_ships_pretrained_models():
@@ -25,7 +37,7 @@ def test_the_zoo_ships_pretrained_models():
 @pytest.mark.parametrize("model", MODELS, ids=[m["name"] for m in MODELS])
 def test_pretrained_model_reproduces_its_card(model):
     check = model["card"]["check"]
-    path = resolve_path(check["data"])
+    path = _check_data(check["data"])
     if not path.is_file():
         pytest.skip(f"{path} not present (../shared is needed beside the checkout)")
     frames = [ase.io.read(path, index=i) for i in check["frames"]]

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from eqna.models.io import load_model
-from eqna.train.__main__ import main
+from eqna.train.cli import main
 from eqna.train.config import config_from_dict
 from eqna.data.prepare import make_loader, prepare_data
 from eqna.tasks.loss import weighted_loss

@@ -48,14 +48,12 @@ def make_system(name: str):
 def make_model(channels: int | None, config: str):
     """Random model with the architecture of the ``config`` YAML's model section."""
     import torch
-    import yaml
 
     from eqna.models.io import build_model
+    from eqna.train.config import load_architecture
 
-    arch = yaml.safe_load((REPO / config).read_text()).get("model", {})
-    family = arch.pop("family", "equivariant")
-    for key in ("elements", "atomic_energies", "avg_num_neighbors", "scale", "shift"):
-        arch.pop(key, None)  # data-derived parameters are fixed below
+    arch = load_architecture(REPO / config)
+    family = arch.pop("family")
     if channels:
         arch["num_channels"] = channels
     torch.manual_seed(0)

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("backbone", "na", "na_pruned", "na_reciprocal")
@@ -27,7 +26,9 @@ def make_model(variant: str, dtype: torch.dtype):
     from eqna.models.io import build_model
     from eqna.nn.neural_atoms import neural_atom_layers
 
-    arch = yaml.safe_load((REPO / "zoo" / "equivariant_na.yaml").read_text())["model"]
+    from eqna.train.config import load_architecture
+
+    arch = load_architecture(REPO / "zoo" / "equivariant_na.yaml")
     arch.pop("family")
     if variant == "backbone":
         arch.pop("neural_atoms")

@@ -76,14 +76,14 @@ def card_markdown(name: str, payload: dict, card: dict, params: int, megabytes: 
             "```",
             "",
             f"Test metrics on {card['test_data']} ({card['test_frames']} frames), "
-            "measured by `eqna.evaluate.evaluation.evaluate_dataset` (what `python -m eqna.evaluate` "
+            "measured by `eqna.evaluate.evaluation.evaluate_dataset` (what `eqna-evaluate` "
             "prints; meV units):",
             "",
             "| metric | value |",
             "|---|---:|",
             *rows,
             "",
-            f'Use: `EqnaCalculator("{name}")`; MD check: `python -m eqna.md {name} STRUCTURE`.',
+            f'Use: `EqnaCalculator("{name}")`; MD check: `eqna-md {name} STRUCTURE`.',
             "",
             *([f"Notes: {card['notes']}", ""] if card.get("notes") else []),
         ]

@@ -33,6 +33,12 @@ PROPERTY: Final[str] = "property"  # [g, t] per-structure target(s) in their dat
 HAS_PROPERTY: Final[str] = "has_property"  # [g] bool
 FLOW_LOGDET: Final[str] = "flow_logdet"  # [g] log|det| of an invertible (flow) encoder
 
+INPUT_FIELDS: Final[frozenset] = frozenset(
+    {POSITIONS, ATOMIC_NUMBERS, NODE_TYPES, CELL, PBC, EDGE_INDEX, EDGE_CELL_SHIFT, BATCH}
+    | {NUM_ATOMS, PTR}
+)
+"""What every consumer feeds a model (labels aside): the same for training and the calculator."""
+
 NODE_FIELDS: Final[frozenset] = frozenset(
     {POSITIONS, ATOMIC_NUMBERS, NODE_TYPES, BATCH, FORCES, ATOMIC_ENERGIES}
 )

@@ -1,12 +1,42 @@
-"""Predictions of a model over a data set, with error metrics and the arrays for parity plots."""
+"""Predictions of a model over a data set, with error metrics and the arrays for parity plots.
+
+One pass over the data gives everything ``eqna-evaluate`` reports: the overall metrics, the
+metrics of each group of structures (e.g. per ``config_type``), the parity arrays and, when
+asked, the per-structure predictions, so a large test set is run through the model once.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from eqna.data import keys
 from eqna.data.prepare import make_loader
-from eqna.tasks.metrics import ErrorAccumulator
+from eqna.evaluate.predictions import StructurePrediction, split_predictions
+from eqna.tasks.metrics import ErrorAccumulator, wants_stress
 from eqna.tasks.tasks import PotentialTask, PropertyTask
+
+LABEL_FLAGS = (keys.HAS_ENERGY, keys.HAS_FORCES, keys.HAS_STRESS, keys.HAS_PROPERTY)
+NO_CONFIG_TYPE = "(none)"  # the group of structures without atoms.info["config_type"]
+
+
+@dataclass
+class Evaluation:
+    """What one pass of a model over a data set measured.
+
+    Attributes:
+        metrics: overall MAE/RMSE per labelled quantity (meV units, see ``eqna.tasks.metrics``).
+        parity: ``{quantity: (reference [m], predicted [m])}`` in eV units.
+        by_group: ``{group: metrics + "num_structures"}``, one entry per group name given.
+        predictions: one :class:`StructurePrediction` per structure, in data set order (only
+            with ``keep_predictions``).
+    """
+
+    metrics: dict[str, float]
+    parity: dict[str, tuple[np.ndarray, np.ndarray]]
+    by_group: dict[str, dict[str, float]] = field(default_factory=dict)
+    predictions: list[StructurePrediction] = field(default_factory=list)
 
 
 def _reference_energy(model, batch) -> torch.Tensor:
@@ -16,13 +46,17 @@ def _reference_energy(model, batch) -> torch.Tensor:
     eV and would hide every error on one diagonal.
     """
     num_graphs = batch[keys.NUM_ATOMS].shape[0]
-    e0 = model.network.energy_shift.atomic_energies[batch[keys.NODE_TYPES]].to(batch[keys.ENERGY].dtype)
+    e0 = model.network.energy_shift.atomic_energies[batch[keys.NODE_TYPES]].to(
+        batch[keys.ENERGY].dtype
+    )
     return batch[keys.ENERGY].new_zeros(num_graphs).index_add_(0, batch[keys.BATCH], e0)
 
 
 def _masks(model, batch, dtype) -> dict:
     """quantity -> (label mask, key, offset, divisor) of the parity arrays."""
-    if keys.HAS_PROPERTY in batch:
+    if not model.is_potential:
+        if keys.HAS_PROPERTY not in batch:  # unlabelled property data: nothing to compare
+            return {}
         return {"property": (batch[keys.HAS_PROPERTY].bool(), keys.PROPERTY, 0.0, 1.0)}
     n = batch[keys.NUM_ATOMS].to(dtype)
     return {
@@ -35,6 +69,101 @@ def _masks(model, batch, dtype) -> dict:
         "forces": (batch[keys.HAS_FORCES].bool()[batch[keys.BATCH]], keys.FORCES, 0.0, 1.0),
         "stress": (batch[keys.HAS_STRESS].bool(), keys.STRESS, 0.0, 1.0),
     }
+
+
+def _predict(model, batch, periodic_stress: bool) -> dict[str, torch.Tensor]:
+    """The model's predictions for ``batch``, detached.
+
+    Stress costs a strain derivative: it is computed where stress is labelled, as in training
+    and validation, and with ``periodic_stress`` also for unlabelled periodic cells, whose
+    predicted stress is written out.
+    """
+    if not model.is_potential:
+        with torch.no_grad():
+            return model(batch)
+    stress = wants_stress(batch) or (periodic_stress and bool(batch[keys.PBC].all(1).any()))
+    with torch.enable_grad():  # forces are a derivative
+        pred = model(batch, compute_stress=stress)
+    return {key: value.detach() for key, value in pred.items()}
+
+
+def _restricted(batch: dict, graph_mask: torch.Tensor) -> dict:
+    """``batch`` with the labels of structures outside ``graph_mask`` [g] marked absent, so the
+    task's own residuals (and so the metrics) cover only one group."""
+    out = dict(batch)
+    for flag in LABEL_FLAGS:
+        if flag in batch:
+            out[flag] = batch[flag].bool() & graph_mask
+    return out
+
+
+class _Scores:
+    """Error accumulators overall and per group, fed batch by batch in data set order."""
+
+    def __init__(self, task, groups: Sequence[str] | None):
+        self.task, self.groups = task, list(groups or [])
+        self.overall = ErrorAccumulator()
+        self.by_group = {name: ErrorAccumulator() for name in dict.fromkeys(self.groups)}
+        self.seen = 0
+
+    def update(self, pred: dict, batch: dict) -> None:
+        num_graphs = batch[keys.NUM_ATOMS].shape[0]
+        members = np.asarray(self.groups[self.seen : self.seen + num_graphs])
+        self.seen += num_graphs
+        if isinstance(self.task, PropertyTask) and keys.HAS_PROPERTY not in batch:
+            return  # a property model on data without its target: predictions only
+        self.overall.update(self.task.residuals(pred, batch))
+        for name, accumulator in self.by_group.items():
+            in_group = torch.as_tensor(members == name, device=batch[keys.NUM_ATOMS].device)
+            if in_group.any():
+                accumulator.update(self.task.residuals(pred, _restricted(batch, in_group)))
+
+    def group_metrics(self) -> dict[str, dict[str, float]]:
+        counts = {name: self.groups.count(name) for name in self.by_group}
+        return {
+            name: {"num_structures": counts[name], **accumulator.compute()}
+            for name, accumulator in self.by_group.items()
+        }
+
+
+def run_evaluation(
+    model,
+    dataset,
+    batch_size: int = 32,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    groups: Sequence[str] | None = None,
+    keep_predictions: bool = False,
+) -> Evaluation:
+    """Run ``model`` over ``dataset`` in batches, once; see :class:`Evaluation`.
+
+    Args:
+        groups: a group name per structure of ``dataset`` (e.g. its ``config_type``); each
+            group gets its own metrics.
+        keep_predictions: also return the per-structure predictions (energy, per-atom
+            energies, forces, stress of periodic cells, or the property).
+    """
+    dtype = dtype or next(model.parameters()).dtype
+    model = model.to(device).eval()
+    scores = _Scores(PotentialTask() if model.is_potential else PropertyTask(), groups)
+    pairs = {name: ([], []) for name in ("energy_per_atom", "forces", "stress", "property")}
+    predictions = []
+    for batch in make_loader(dataset, batch_size, dtype, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        pred = _predict(model, batch, periodic_stress=keep_predictions)
+        scores.update(pred, batch)
+        for name, (mask, key, offset, divisor) in _masks(model, batch, dtype).items():
+            if key not in pred:
+                continue
+            ref = (batch[key] - offset) / divisor
+            prd = (pred[key] - offset) / divisor
+            pairs[name][0].append(ref[mask].reshape(-1).cpu().double().numpy())
+            pairs[name][1].append(prd[mask].reshape(-1).cpu().double().numpy())
+        if keep_predictions:
+            predictions.extend(split_predictions(pred, batch))
+    parity = {name: (np.concatenate(r), np.concatenate(p)) for name, (r, p) in pairs.items() if r}
+    parity = {name: arrays for name, arrays in parity.items() if arrays[0].size}
+    return Evaluation(scores.overall.compute(), parity, scores.group_metrics(), predictions)
 
 
 def evaluate_dataset(
@@ -50,24 +179,19 @@ def evaluate_dataset(
     energy per atom relative to the model's E0s, force components and stress components, or
     the property values of a property model.
     """
-    dtype = dtype or next(model.parameters()).dtype
-    model = model.to(device).eval()
-    task = PotentialTask() if model.is_potential else PropertyTask()
-    accumulator = ErrorAccumulator()
-    pairs = {name: ([], []) for name in ("energy_per_atom", "forces", "stress", "property")}
-    for batch in make_loader(dataset, batch_size, dtype, shuffle=False):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.no_grad() if isinstance(task, PropertyTask) else torch.enable_grad():
-            pred = task.predict(model, batch)
-        accumulator.update(task.residuals(pred, batch))
-        masks = _masks(model, batch, dtype)
-        for name, (mask, key, offset, divisor) in masks.items():
-            if key not in pred:
-                continue
-            ref = (batch[key].detach() - offset) / divisor
-            prd = (pred[key].detach() - offset) / divisor
-            pairs[name][0].append(ref[mask].reshape(-1).cpu().double().numpy())
-            pairs[name][1].append(prd[mask].reshape(-1).cpu().double().numpy())
-    parity = {name: (np.concatenate(r), np.concatenate(p)) for name, (r, p) in pairs.items() if r}
-    parity = {name: arrays for name, arrays in parity.items() if arrays[0].size}
-    return accumulator.compute(), parity
+    evaluation = run_evaluation(model, dataset, batch_size, dtype, device)
+    return evaluation.metrics, evaluation.parity
+
+
+def has_labels(model, dataset) -> bool:
+    """Whether any structure of ``dataset`` carries a label of a quantity ``model`` predicts."""
+    flags = LABEL_FLAGS[:3] if model.is_potential else (keys.HAS_PROPERTY,)
+    return any(
+        bool(graph[flag].any()) for graph in dataset.graphs for flag in flags if flag in graph
+    )
+
+
+def config_types(structures: list) -> list[str] | None:
+    """``atoms.info["config_type"]`` of each structure, or None if there are not two kinds."""
+    types = [str(atoms.info.get("config_type", NO_CONFIG_TYPE)) for atoms in structures]
+    return types if len(set(types)) > 1 else None

@@ -1,4 +1,4 @@
-"""python -m eqna.md MODEL STRUCTURE: molecular dynamics with a stability report.
+"""eqna-md MODEL STRUCTURE (or python -m eqna.md): molecular dynamics with a stability report.
 
 Runs NVE (velocity Verlet), Langevin NVT or isotropic NPT (Langevin BAOAB with a Langevin
 barostat) with an eqna model through eqna.calculators.EqnaCalculator, optionally after a

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         return 0
-    print("Pretrained models (EqnaCalculator(name), python -m eqna.zoo show NAME):\n")
+    print("Pretrained models (EqnaCalculator(name), eqna-zoo show NAME):\n")
     print(format_list(pretrained_models()))
     print("\nArchitectures (eqna-train NAME, e.g. eqna-train equivariant_na):", end=" ")
     print(", ".join(p.stem for p in architectures()))

@@ -28,7 +28,7 @@ proportional to the pruned gates: the energy changes by O(sum of pruned g_k) and
 linearly with them (tests/test_neural_atoms.py checks |dE| <= 5e-3 eV * sum of pruned g_k per
 structure on random models, and the linear decay). The constant is model-dependent: training
 can let the retrieval weights grow to compensate small gates, so a trained model's pruning cost
-must be measured (``python -m eqna.evaluate MODEL DATA --prune-epsilon 0`` vs the default).
+must be measured (``eqna-evaluate MODEL DATA --prune-epsilon 0`` vs the default).
 """
 
 import math

@@ -51,7 +51,8 @@ def config_path(spec: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_intermixed_args(argv)
     configure_logging()
-    from eqna.train.config import ConfigError, describe_keys, load_config
+    from eqna.train.config import ConfigError, load_config
+    from eqna.train.describe import describe_keys
 
     if args.list_keys:
         print(describe_keys())

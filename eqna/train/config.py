@@ -53,6 +53,7 @@ DEFAULT_FAMILY = "equivariant"
 _DERIVED = (
     *((name, "is computed from the data and cannot be set in the config") for name in DATA_DERIVED),
     ("atom_feature_table", "is read from model.atom_features_file when training starts"),
+    ("convolution", "is set by model.family"),
 )
 _SET_BY_MODEL = (("irreps_in", "is set by the model"),)
 
@@ -201,3 +202,12 @@ def load_config(
     raw, origins = read_config(path)
     apply_overrides(raw, overrides, origins)
     return _build_config(raw, str(path), builders, origins)
+
+
+def load_architecture(path: str | Path) -> dict:
+    """The resolved ``model`` section of a config file (bases merged, defaults filled),
+    without its data-derived keys: what benchmark tools need to build a random model."""
+    from eqna.models.registry import MODEL_BUILDERS
+
+    raw, _ = read_config(Path(path))
+    return validate_model_section(raw.get("model") or {}, MODEL_BUILDERS, str(path))

@@ -40,6 +40,7 @@ def plain(value: Any) -> Any:
 def docstring_args(fn: Callable) -> dict[str, str]:
     """Parameter -> text of its entry in ``fn``'s Google-style ``Args:`` section (``a, b: ...``
     entries document both names)."""
+    fn = getattr(fn, "func", fn)  # a functools.partial documents its function
     section = re.search(r"^Args:\n((?:[ \t]+.*\n?|\n)*)", inspect.getdoc(fn) or "", re.M)
     docs: dict[str, str] = {}
     names: list[str] = []
