@@ -19,9 +19,7 @@ USER_ERRORS = (FileNotFoundError, ValueError, KeyError, PermissionError, IsADire
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--version`` (eqna, torch and e3nn versions) and ``--debug`` on ``parser``."""
     parser.add_argument("--version", action="version", version=version_line())
-    parser.add_argument(
-        "--debug", action="store_true", help="show the full traceback of an error"
-    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
 
 
@@ -47,6 +45,7 @@ def configure_logging(verbose: bool = True) -> None:
     # torch's pytree deprecation, raised inside upstream code we do not control
     warnings.filterwarnings("ignore", message=r".*_register_pytree_node.*", category=Warning)
     warnings.filterwarnings("ignore", message=r".*register_pytree_node.*deprecated.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 class _DropLitLoggerTip(logging.Filter):

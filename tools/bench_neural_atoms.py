@@ -25,7 +25,6 @@ def make_model(variant: str, dtype: torch.dtype):
     """Random model with the zoo/equivariant_na.yaml architecture (speed does not need training)."""
     from eqna.models.io import build_model
     from eqna.nn.neural_atoms import neural_atom_layers
-
     from eqna.train.config import load_architecture
 
     arch = load_architecture(REPO / "zoo" / "equivariant_na.yaml")

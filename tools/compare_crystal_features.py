@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+from eqna.benchmarks.sweep import Job, fresh_run_dir, sweep, write_result
 from eqna.data.skipatom import main as skipatom_main
 from eqna.train.config import load_config
 from eqna.train.run import train
-from eqna.benchmarks.sweep import Job, fresh_run_dir, sweep, write_result
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 FAMILIES = ("cgcnn", "flowgnn")

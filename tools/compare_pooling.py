@@ -39,13 +39,13 @@ import numpy as np
 import torch
 from ase.io import read, write
 
+from eqna.benchmarks.longrange import local_model_floor
+from eqna.benchmarks.sweep import Job, fresh_run_dir, sweep, write_result
 from eqna.calculators.ase import EqnaCalculator
 from eqna.data.datasets import resolve_path
-from eqna.benchmarks.longrange import local_model_floor
 from eqna.evaluate.plotting import read_metrics_csv
 from eqna.train.config import load_config
 from eqna.train.run import train
-from eqna.benchmarks.sweep import Job, fresh_run_dir, sweep, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("longrange", "acac", "ethanol", "si")

@@ -25,8 +25,8 @@ MAX_MEGABYTES = 5.0
 
 def test_set(run: Path, spec):
     """The run's test data set (validation set if it had none), rebuilt from its config."""
-    from eqna.train.config import config_from_dict
     from eqna.data.prepare import prepare_data
+    from eqna.train.config import config_from_dict
 
     config = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     data = prepare_data(

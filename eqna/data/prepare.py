@@ -11,7 +11,6 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from eqna.data.collate import collate, to_device
-from eqna.data.graph import GraphSpec
 from eqna.data.datasets import (
     DataError,
     GraphDataset,
@@ -21,6 +20,7 @@ from eqna.data.datasets import (
     read_structures,
     split_indices,
 )
+from eqna.data.graph import GraphSpec
 from eqna.data.statistics import (
     average_num_neighbors,
     energy_scale_shift,

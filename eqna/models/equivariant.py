@@ -142,4 +142,3 @@ class EquivariantNetwork(nn.Module):
         atomic_energies = self.energy_shift(self.readout(h), coordination, types)  # [n]
         energy = scatter_sum(atomic_energies, data[keys.BATCH], num_graphs)
         return {keys.ATOMIC_ENERGIES: atomic_energies, keys.ENERGY: energy}
-

@@ -89,7 +89,7 @@ def _migrate_state(state: dict, version: int) -> dict:
         return state
     # format 1: potentials were ForceStressOutput(energy_model), property models bare
     old = "energy_model."
-    return {f"network.{k[len(old):] if k.startswith(old) else k}": v for k, v in state.items()}
+    return {f"network.{k[len(old) :] if k.startswith(old) else k}": v for k, v in state.items()}
 
 
 def read_model_file(path: str | Path) -> dict:

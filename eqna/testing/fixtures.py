@@ -1,6 +1,6 @@
 """pytest fixtures of eqna's shipped test suite; import them into a ``conftest.py``::
 
-    from eqna.testing.fixtures import float_dtype  # noqa: F401
+from eqna.testing.fixtures import float_dtype  # noqa: F401
 """
 
 import pytest

@@ -1,9 +1,10 @@
 """Physics checks that any eqna model must pass, for tests and for users' own models.
 
 Every check takes a potential (:class:`eqna.models.AtomisticModel`: ``model(batch,
-compute_stress=True)`` returns energy [g], atomic energies [n], forces [n, 3] and stress [g, 3, 3]) and a list of
-``ase.Atoms`` built from the model's elements. A check raises ``AssertionError`` naming the
-quantity, the structure and the error; otherwise it returns the largest error it saw.
+compute_stress=True)`` returns energy [g], atomic energies [n], forces [n, 3] and stress
+[g, 3, 3]) and a list of ``ase.Atoms`` built from the model's elements. A check raises
+``AssertionError`` naming the quantity, the structure and the error; otherwise it returns the
+largest error it saw.
 Relative errors are ``max|a - b| / max(max|a|, max|b|)`` over one quantity of one structure.
 """
 
@@ -146,7 +147,9 @@ def check_translation(
     reference = predict(model, structures, dtype)
     worst = 0.0
     for i, (out, ref) in enumerate(zip(predict(model, moved, dtype), reference, strict=True)):
-        worst = max(worst, compare_outputs(out, ref, tol, f"translation {_label(structures[i], i)}"))
+        worst = max(
+            worst, compare_outputs(out, ref, tol, f"translation {_label(structures[i], i)}")
+        )
     return worst
 
 
@@ -165,7 +168,9 @@ def check_permutation(
     worst = 0.0
     for i, (out, ref, perm) in enumerate(zip(outputs, reference, perms, strict=True)):
         expected = {k: v[perm] if k in PER_ATOM else v for k, v in ref.items()}
-        worst = max(worst, compare_outputs(out, expected, tol, f"permutation {_label(structures[i], i)}"))
+        worst = max(
+            worst, compare_outputs(out, expected, tol, f"permutation {_label(structures[i], i)}")
+        )
     return worst
 
 

@@ -24,7 +24,7 @@ from eqna.data.graph import UnknownElementError
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="eqna-train",
-        description=__doc__.split("\n\n", 1)[0].split(": ", 1)[1],
+        description="Train an eqna model from a YAML config.",
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -32,9 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config, or a zoo architecture name")
     p.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. training.lr=1e-3")
     p.add_argument("-o", "--out", help="output folder (default runs/<config name>)")
-    p.add_argument(
-        "--list-keys", action="store_true", help="print every config key and exit"
-    )
+    p.add_argument("--list-keys", action="store_true", help="print every config key and exit")
     return p
 
 

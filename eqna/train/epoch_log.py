@@ -6,6 +6,8 @@ import time
 
 import pytorch_lightning as pl
 
+from eqna.nn.neural_atoms import k_eff_summary
+
 LOG = logging.getLogger("eqna")
 SHOWN = ("train_loss", "val_loss", "val_energy_per_atom_mae", "val_forces_mae",
          "val_stress_mae", "val_property_mae", "k_eff")  # fmt: skip
@@ -17,15 +19,15 @@ def use_progress_bar(wanted: bool) -> bool:
 
 
 class EpochLine(pl.Callback):
-    """Logs ``epoch 3/100  train_loss 0.12  val_loss ...  lr 1e-3  12.1 s`` after validation."""
+    """Logs ``epoch 3/100  train_loss 0.12  val_loss ...  lr 1e-3  12.1 s`` once per epoch,
+    after its validation (Lightning validates inside the training epoch)."""
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._start = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking or not hasattr(self, "_start"):
-            return
-        metrics = trainer.callback_metrics
+    def on_train_epoch_end(self, trainer, pl_module):
+        metrics = dict(trainer.callback_metrics)
+        metrics.update(k_eff_summary(pl_module.model))
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         parts += [f"{k} {float(metrics[k]):.4g}" for k in SHOWN if k in metrics]
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None

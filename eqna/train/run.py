@@ -11,14 +11,14 @@ import yaml
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from eqna.data.prepare import PreparedData, make_loader, prepare_data
 from eqna.evaluate.evaluation import evaluate_dataset
+from eqna.evaluate.plotting import learning_curves
 from eqna.models.io import build_model, builder_hparams, save_model
 from eqna.nn.atom_features import atom_feature_table
 from eqna.nn.neural_atoms import k_eff_summary
-from eqna.evaluate.plotting import learning_curves
-from eqna.train.config import Config
-from eqna.data.prepare import PreparedData, make_loader, prepare_data
 from eqna.tasks.metrics import format_table
+from eqna.train.config import Config
 from eqna.train.epoch_log import EpochLine, use_progress_bar
 from eqna.train.module import TrainingModule
 

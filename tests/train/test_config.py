@@ -6,6 +6,7 @@ import inspect
 import re
 import sys
 import types
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +26,7 @@ from eqna.train.config import (
 )
 from eqna.train.describe import describe_keys
 
-ZOO = Path(__file__).resolve().parents[1] / "zoo"
+ZOO = Path(str(resources.files("eqna.zoo")))  # the shipped zoo, checkout or wheel
 
 
 def fake_equivariant(

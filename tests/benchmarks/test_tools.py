@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from eqna.data.datasets import resolve_path
 from eqna.benchmarks.longrange import local_model_floor
+from eqna.data.datasets import resolve_path
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def load_tool(name: str):

@@ -10,6 +10,7 @@ import torch
 from eqna.data.collate import collate, to_device
 from eqna.data.graph import GraphSpec, atoms_to_graph
 from eqna.models.io import build_model
+from eqna.models.zoo import architecture_path
 from eqna.testing import ModelTestSuite, random_orthogonal, triclinic_crystal
 
 ELEMENTS = [8, 14, 22]
@@ -196,7 +197,7 @@ def test_property_training_end_to_end(tmp_path):
         "model.num_layers=2",
         "model.r_max=5.0",
     ]
-    config = load_config("zoo/flowgnn.yaml", overrides)
+    config = load_config(architecture_path("flowgnn"), overrides)
     metrics = train(config, tmp_path / "run")
     assert np.isfinite(metrics["property_mae"])
     model, payload = load_model(tmp_path / "run" / "model.pt")
@@ -220,9 +221,9 @@ def test_config_ties_property_output_to_target_key():
     from eqna.train.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="data.target_key: model.output is 'property'"):
-        load_config("zoo/cgcnn.yaml", ["data.target_key=null"])
+        load_config(architecture_path("cgcnn"), ["data.target_key=null"])
     with pytest.raises(ConfigError, match="data.target_key is set"):
-        load_config("zoo/equivariant.yaml", ["data.target_key=gap"])
+        load_config(architecture_path("equivariant"), ["data.target_key=gap"])
 
 
 def test_cgcnn_folder_layout(tmp_path):
@@ -261,7 +262,7 @@ def test_evaluate_cli_on_a_property_model(tmp_path, capsys):
         "model.num_layers=1",
         "model.r_max=5.0",
     ]
-    train(load_config("zoo/cgcnn.yaml", overrides), tmp_path / "run")
+    train(load_config(architecture_path("cgcnn"), overrides), tmp_path / "run")
     code = evaluate_main(
         [
             str(tmp_path / "run" / "model.pt"),

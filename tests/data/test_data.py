@@ -11,7 +11,6 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from eqna.data import keys
 from eqna.data.collate import collate, to_device
-from eqna.data.graph import GraphSpec
 from eqna.data.datasets import (
     DataError,
     GraphDataset,
@@ -22,7 +21,7 @@ from eqna.data.datasets import (
     resolve_path,
     split_indices,
 )
-from eqna.data.graph import UnknownElementError, atoms_to_graph
+from eqna.data.graph import GraphSpec, UnknownElementError, atoms_to_graph
 from eqna.data.statistics import (
     energy_scale_shift,
     isolated_atom_energies,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from helpers import EVALUATE_HPARAMS as HPARAMS
 
 from eqna.calculators import EqnaCalculator
 from eqna.data.datasets import resolve_path
@@ -14,14 +15,6 @@ from eqna.evaluate import cli
 from eqna.evaluate.cli import main
 from eqna.models.io import build_model, save_model
 from eqna.nn.neural_atoms import neural_atom_layers
-
-HPARAMS = {
-    "elements": [1, 6, 7, 8],
-    "atomic_energies": [-10.0, -48.0, -70.0, -102.0],
-    "avg_num_neighbors": 7.0,
-    "num_channels": 8,
-    "radial_hidden": [16],
-}
 
 
 def _molecules(start: int, stop: int) -> list:

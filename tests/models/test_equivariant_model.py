@@ -4,10 +4,11 @@ import functools
 
 import pytest
 import torch
+from helpers import ELEMENTS, HPARAMS
 
 from eqna.data import keys
-from eqna.models.io import build_model
 from eqna.models import AtomisticModel
+from eqna.models.io import build_model
 from eqna.testing import (
     ModelTestSuite,
     check_batch_equals_single,
@@ -17,23 +18,6 @@ from eqna.testing import (
     check_translation,
     default_structures,
 )
-
-ELEMENTS = [1, 6, 8]
-
-HPARAMS = {
-    "elements": ELEMENTS,
-    "atomic_energies": [-1.1, -2.3, -3.7],  # not representable in float32, on purpose
-    "avg_num_neighbors": 8.0,
-    "scale": 1.7,
-    "shift": 0.3,
-    "r_max": 4.0,
-    "num_basis": 6,
-    "l_max": 1,
-    "num_channels": 8,
-    "num_layers": 2,
-    "radial_hidden": [16],
-    "readout_hidden": 8,
-}
 
 
 class TestEquivariantLmax1(ModelTestSuite):

@@ -3,35 +3,22 @@
 import json
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from helpers import tiny_config
 
+from eqna.data.prepare import make_loader, prepare_data
 from eqna.models.io import load_model
+from eqna.tasks.loss import weighted_loss
 from eqna.train.cli import main
 from eqna.train.config import config_from_dict
-from eqna.data.prepare import make_loader, prepare_data
-from eqna.tasks.loss import weighted_loss
 from eqna.train.run import build_from_config
 
-ZOO = Path(__file__).resolve().parents[1] / "zoo"
-TINY_MODEL = {
-    "family": "equivariant",
-    "num_channels": 8,
-    "radial_hidden": [16],
-    "readout_hidden": 8,
-    "r_max": 4.0,
-}
-
-
-def tiny_config(**training) -> dict:
-    return {
-        "model": dict(TINY_MODEL),
-        "data": {"train": "embedded:xtb_molecules.xyz", "max_train_frames": 60, "batch_size": 4},
-        "training": {"max_epochs": 2, "progress_bar": False, "seed": 1, **training},
-    }
+ZOO = Path(str(resources.files("eqna.zoo")))  # the shipped zoo, checkout or wheel
 
 
 def test_a_few_steps_lower_the_loss():

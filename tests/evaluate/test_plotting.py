@@ -11,13 +11,13 @@ import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
-from test_evaluate import HPARAMS
-from test_train import tiny_config
+from helpers import EVALUATE_HPARAMS as HPARAMS
+from helpers import tiny_config
 
 from eqna.data.datasets import read_structures
 from eqna.evaluate.cli import main, plot_paths
-from eqna.models.io import build_model, save_model
 from eqna.evaluate.plotting import learning_curves, read_metrics_csv
+from eqna.models.io import build_model, save_model
 from eqna.train.config import config_from_dict
 from eqna.train.run import train
 

@@ -8,10 +8,10 @@ import torch
 
 from eqna.data import keys
 from eqna.data.collate import collate
-from eqna.data.graph import GraphSpec
 from eqna.data.datasets import GraphDataset, LabelKeys, read_structures
+from eqna.data.graph import GraphSpec
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"../shared/data not found at {SHARED} (CI always has it)"
 )
@@ -48,7 +48,7 @@ def test_short_acac_training_learns_forces(tmp_path):
     from eqna.train.config import load_config
     from eqna.train.run import train
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     config = load_config(
         repo / "configs" / "acac.yaml",
         [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from test_equivariant_model import ELEMENTS, HPARAMS
+from helpers import ELEMENTS, HPARAMS
 
 from eqna.models.io import build_model, load_model, save_model
 from eqna.nn.neural_atoms import (

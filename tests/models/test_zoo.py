@@ -1,6 +1,7 @@
 """Every zoo entry, at its real size: the architecture it ships is E(3)-correct and conservative."""
 
 import copy
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from eqna.testing import (
 from eqna.testing.locality_checks import check_cross_frame_gradients
 from eqna.train.config import load_config
 
-ZOO = Path(__file__).resolve().parents[1] / "zoo"
+ZOO = Path(str(resources.files("eqna.zoo")))  # the shipped zoo, checkout or wheel
 ELEMENTS = [1, 6, 8]
 DERIVED = {"elements": ELEMENTS, "atomic_energies": [-13.6, -1029.5, -2041.3]}
 
