@@ -32,10 +32,10 @@ def version_line() -> str:
 
 def configure_logging(verbose: bool = True) -> None:
     """eqna's INFO lines on stderr; upstream noise that tells a user nothing silenced."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("eqna")
     if not logger.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
@@ -48,9 +48,21 @@ def configure_logging(verbose: bool = True) -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (a redirect or a test's capture), not to the
+    stream that was current when logging was configured."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 class _DropLitLoggerTip(logging.Filter):
+    """Lightning's adverts for its hosted services (litlogger, litmodels)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage() and "LitLogger" not in record.getMessage()
+        message = record.getMessage().lower()
+        return "litlogger" not in message and "litmodels" not in message
 
 
 def user_error(err: BaseException, debug: bool = False) -> int:

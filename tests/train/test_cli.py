@@ -1,0 +1,85 @@
+"""The command lines: console scripts, --version, --list-keys, refusals before writing, logs."""
+
+import importlib.metadata
+
+import pytest
+import torch
+import yaml
+from helpers import tiny_config
+
+from eqna.data.skipatom import main as skipatom_main
+from eqna.evaluate.cli import main as evaluate_main
+from eqna.md.cli import main as md_main
+from eqna.models.zoo import main as zoo_main
+from eqna.train.cli import main as train_main
+
+COMMANDS = {
+    "eqna-train": train_main,
+    "eqna-evaluate": evaluate_main,
+    "eqna-md": md_main,
+    "eqna-zoo": zoo_main,
+    "eqna-skipatom": skipatom_main,
+}
+
+
+def test_console_scripts_are_installed():
+    scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
+    for name, main in COMMANDS.items():
+        assert scripts.get(name) == f"{main.__module__}:main", name
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_version(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        COMMANDS[name](["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("eqna ")
+
+
+def test_help_shows_examples_and_list_keys(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "eqna-train equivariant_na" in text and "--list-keys" in text
+
+
+def test_list_keys_is_generated_from_the_schema(capsys):
+    assert train_main(["--list-keys"]) == 0
+    text = capsys.readouterr().out
+    for key in ("data.train: str, required", "training.lr: float, default 0.005, > 0"):
+        assert key in text
+    assert "model.neural_atoms.pooling" in text and "model.coupling_hidden" in text
+
+
+def _config(tmp_path, **training):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(**training)))
+    return str(path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda"])
+def test_a_gpu_run_without_a_gpu_is_refused_before_writing(tmp_path, capsys, accelerator):
+    out = tmp_path / "run"
+    code = train_main([_config(tmp_path), f"training.accelerator={accelerator}", "-o", str(out)])
+    assert code == 2 and not out.exists()
+    assert "training.accelerator is 'gpu' but torch sees no CUDA device" in capsys.readouterr().err
+
+
+def test_a_zoo_name_is_a_config(capsys):
+    assert train_main(["no_such_architecture"]) == 2
+    assert "no zoo architecture 'no_such_architecture' (known: " in capsys.readouterr().err
+
+
+def test_one_plain_line_per_epoch_and_tensorboard(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "run"
+    config = _config(tmp_path, max_epochs=2, progress_bar=True, loggers=["csv", "tensorboard"])
+    assert train_main([config, "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"], err
+    assert "val_forces_mae" in lines[-1] and "\r" not in err  # no progress bar off a terminal
+    assert "litlogger" not in err.lower() and "LeafSpec" not in err
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert (out / "logs" / "metrics.csv").is_file()
