@@ -5,11 +5,18 @@ examples:
   eqna-train my.yaml training.lr=1e-3 -o runs/a   # a config file, with an override
   eqna-train my.yaml 'model.neural_atoms={pooling: invariant}'
   eqna-train --list-keys                          # every config key: type, default, meaning
+  eqna-train my.yaml -o runs/a --resume           # continue a killed or interrupted run
+  eqna-train --export runs/a/checkpoints/last.ckpt -o model.pt   # any checkpoint -> model.pt
 
 CONFIG is a YAML file, or the name of a zoo architecture (``eqna-zoo list``). A config may
 start from another with ``base: other.yaml`` and state only its differences. Overrides are
 parsed as YAML. Everything lands in OUT (default ``runs/<config name>``): config.yaml,
-logs/metrics.csv, checkpoints/, model.pt and the test-set table.
+logs/metrics.csv, checkpoints/, model.pt and the test-set table. OUT holds one run: a
+non-empty OUT is refused unless --resume continues it or --overwrite replaces it.
+
+exit codes: 0 done; 2 bad config, data or folder (nothing written); 1 training diverged
+(nothing exported); 143 / 130 stopped by SIGTERM / Ctrl-C (resumable checkpoint and an
+interrupted model.pt written).
 """
 
 import argparse
@@ -33,6 +40,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. training.lr=1e-3")
     p.add_argument("-o", "--out", help="output folder (default runs/<config name>)")
     p.add_argument("--list-keys", action="store_true", help="print every config key and exit")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in OUT")
+    p.add_argument(
+        "--export", metavar="CHECKPOINT", help="write a checkpoint as a model.pt (-o) and exit"
+    )
     return p
 
 
@@ -49,14 +61,17 @@ def config_path(spec: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_intermixed_args(argv)
     configure_logging()
-    from eqna.train.config import ConfigError, load_config
-    from eqna.train.describe import describe_keys
-
     if args.list_keys:
+        from eqna.train.describe import describe_keys
+
         print(describe_keys())
         return 0
+    if args.export:
+        return _export(args)
     if args.config is None:
         parser().error("the following arguments are required: config")
+    from eqna.train.config import ConfigError, load_config
+
     try:
         config = load_config(config_path(args.config), args.overrides)
     except ConfigError as err:
@@ -64,12 +79,44 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         return user_error(err, args.debug)
     out = Path(args.out) if args.out else Path("runs") / config.name
-    from eqna.train.run import SetupError, train  # heavy imports once the config is valid
+    return _train(config, out, args)
+
+
+def _train(config, out: Path, args) -> int:
+    from eqna.train.lifecycle import EXIT_CODES, Interrupted  # heavy imports once it is valid
+    from eqna.train.module import TrainingDiverged
+    from eqna.train.run import SetupError, train
+    from eqna.train.run_folder import RunFolderError
 
     try:
-        train(config, out)
-    except (DataError, UnknownElementError, SetupError) as err:
+        train(config, out, resume=args.resume, overwrite=args.overwrite)
+    except (DataError, UnknownElementError, SetupError, RunFolderError) as err:
         return user_error(err, args.debug)
+    except TrainingDiverged as err:
+        user_error(err, args.debug)
+        return 1
+    except Interrupted as err:
+        print(
+            f"interrupted ({err}): {out}/model.pt holds the best weights so far; continue with "
+            f"eqna-train {args.config} {' '.join(args.overrides)} -o {out} --resume".replace(
+                "  ", " "
+            ),
+            file=sys.stderr,
+        )
+        return EXIT_CODES[err.signum]
+    return 0
+
+
+def _export(args) -> int:
+    if not args.out:
+        parser().error("--export needs -o MODEL.pt")
+    from eqna.train.export import export_checkpoint
+
+    try:
+        _, info = export_checkpoint(Path(args.export), Path(args.out))
+    except (FileNotFoundError, ValueError) as err:
+        return user_error(err, args.debug)
+    print(f"wrote {args.out} (epoch {info['epochs']} of {args.export})")
     return 0
 
 

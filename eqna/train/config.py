@@ -88,7 +88,16 @@ def model_section(family: str, builder: Callable) -> type[Section]:
     nested = NESTED_SECTIONS.get(family, {})
     nested = tuple((key, kwargs_model(cls, _SET_BY_MODEL)) for key, cls in nested.items())
     family_key = ("family", str, family, "model family, a key of MODEL_BUILDERS")
-    return kwargs_model(builder, _DERIVED, nested, (family_key,))
+    init_key = ("init_from", str | None, None, INIT_FROM_DOC)
+    return kwargs_model(builder, _DERIVED, nested, (family_key, init_key))
+
+
+INIT_FROM_DOC = (
+    "fine-tune: start from this eqna model (zoo name or model.pt) of the same architecture; "
+    "its E0s are kept unless data.e0s gives new ones"
+)
+NOT_BUILDER_KEYS = ("family", "init_from")
+"""Keys of a resolved model section that are not arguments of the network constructor."""
 
 
 def _validate(schema: type[Section], section: Mapping, prefix: str, errs: Errors, note=""):
@@ -210,4 +219,6 @@ def load_architecture(path: str | Path) -> dict:
     from eqna.models.registry import MODEL_BUILDERS
 
     raw, _ = read_config(Path(path))
-    return validate_model_section(raw.get("model") or {}, MODEL_BUILDERS, str(path))
+    model = validate_model_section(raw.get("model") or {}, MODEL_BUILDERS, str(path))
+    model.pop("init_from")
+    return model

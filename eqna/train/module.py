@@ -1,5 +1,9 @@
 """LightningModule: the task's loss, EMA weights for validation and export, metrics per quantity."""
 
+import random
+import time
+
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -10,15 +14,36 @@ from eqna.tasks.metrics import ErrorAccumulator
 from eqna.tasks.tasks import make_task
 
 
+def _numpy_state() -> dict:
+    """NumPy's global RNG state as tensors and numbers (checkpoints load with weights_only)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}  # fmt: skip
+
+
+def _set_numpy_state(state: dict) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["cached"]))
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or gradient: training stops before any weight becomes non-finite."""
+
+
 class TrainingModule(pl.LightningModule):
     """Trains any :class:`eqna.models.AtomisticModel` (potential or property model);
     ``self.ema`` holds the averaged weights. What is predicted and the loss come from
     :func:`eqna.tasks.make_task`; ``cfg`` is the ``training`` config section."""
 
-    def __init__(self, model: torch.nn.Module, cfg):
+    def __init__(self, model: torch.nn.Module, cfg, meta: dict | None = None, generator=None):
+        """``meta`` (family, hparams, config) goes into every checkpoint so that any checkpoint
+        exports to a model.pt; ``generator`` is the training loader's shuffling RNG."""
         super().__init__()
         self.model = model
         self.cfg = cfg
+        self.meta, self.generator = meta or {}, generator
+        self.seconds_before = 0.0  # training wall time of earlier sessions of a resumed run
+        self._fit_start = time.perf_counter()
         self.task = make_task(model, cfg)
         self.ema = None
         if cfg.ema_decay is not None:
@@ -36,6 +61,12 @@ class TrainingModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         pred = self.task.predict(self.model, batch, training=True)
         loss, parts = self.task.loss(pred, batch)
+        if not bool(torch.isfinite(loss)):
+            raise TrainingDiverged(
+                f"training diverged at epoch {self.current_epoch}, step {self.global_step}: the "
+                f"loss is {float(loss.detach())}; nothing was exported (lower training.lr, now "
+                f"{self.cfg.lr:g}, or check the data)"
+            )
         size = int(batch[keys.NUM_ATOMS].shape[0])
         self.log("train_loss", loss, batch_size=size, prog_bar=True, on_epoch=True, on_step=False)
         penalty = gate_penalty(self.model)
@@ -43,6 +74,44 @@ class TrainingModule(pl.LightningModule):
             loss = loss + self.cfg.gate_penalty * penalty
             self.log("gate_l1", penalty, batch_size=size, on_epoch=True, on_step=False)
         return loss
+
+    def on_before_optimizer_step(self, optimizer):
+        for name, param in self.model.named_parameters():
+            if param.grad is not None and not bool(torch.isfinite(param.grad).all()):
+                raise TrainingDiverged(
+                    f"training diverged at epoch {self.current_epoch}, step {self.global_step}: "
+                    f"non-finite gradient of {name}; nothing was exported (lower training.lr, "
+                    f"now {self.cfg.lr:g}, or check the data)"
+                )
+
+    def on_fit_start(self):
+        self._fit_start = time.perf_counter()
+
+    @property
+    def train_seconds(self) -> float:
+        """Training wall time of the whole run, resumed sessions included."""
+        return self.seconds_before + time.perf_counter() - self._fit_start
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["eqna"] = self.meta
+        checkpoint["eqna_train_seconds"] = self.train_seconds
+        checkpoint["eqna_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": _numpy_state(),
+            "python": random.getstate(),
+            "loader": None if self.generator is None else self.generator.get_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint):
+        self.seconds_before = float(checkpoint.get("eqna_train_seconds", 0.0))
+        rng = checkpoint.get("eqna_rng")
+        if rng is None:
+            return
+        torch.set_rng_state(rng["torch"])
+        _set_numpy_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if self.generator is not None and rng["loader"] is not None:
+            self.generator.set_state(rng["loader"])
 
     def on_train_epoch_end(self):
         for name, value in k_eff_summary(self.model).items():
@@ -68,13 +137,12 @@ class TrainingModule(pl.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
+        trainable = [p for p in self.model.parameters() if p.requires_grad]  # freeze honoured
         if cfg.optimizer == "adamw":
-            opt = torch.optim.AdamW(
-                self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-            )
+            opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:
             opt = torch.optim.Adam(
-                self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True
+                trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True
             )
         if cfg.scheduler == "none":
             return opt

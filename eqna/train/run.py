@@ -1,8 +1,10 @@
-"""One training run: data -> model -> Lightning fit -> test metrics -> deployable model.pt."""
+"""One training run: data -> model -> Lightning fit -> test metrics -> deployable model.pt.
 
-import json
-import logging
-import time
+The run's folder, lock and resume checks are :mod:`eqna.train.run_folder`; checkpoints,
+signals and continued metrics :mod:`eqna.train.lifecycle`; the export :mod:`eqna.train.export`.
+"""
+
+import signal
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -10,17 +12,31 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from eqna.data.prepare import PreparedData, make_loader, prepare_data
-from eqna.evaluate.evaluation import evaluate_dataset
 from eqna.evaluate.plotting import learning_curves
 from eqna.models.io import build_model, builder_hparams, save_model
 from eqna.nn.atom_features import atom_feature_table
 from eqna.nn.neural_atoms import k_eff_summary
-from eqna.tasks.metrics import format_table
 from eqna.train.config import Config
 from eqna.train.epoch_log import EpochLine, use_progress_bar
+from eqna.train.export import check_finite, report_test
+from eqna.train.lifecycle import (
+    AtomicCheckpointIO,
+    ContinueMetrics,
+    Interrupted,
+    ResumePoint,
+    StopRequest,
+)
 from eqna.train.module import TrainingModule
+from eqna.train.run_folder import (
+    RunLock,
+    check_fresh,
+    check_resumable,
+    check_writable,
+    last_checkpoint,
+)
 
 
 class SetupError(RuntimeError):
@@ -72,7 +88,7 @@ def _prepare(config: Config) -> PreparedData:
     )
 
 
-def _callbacks(config: Config, out: Path) -> list:
+def _callbacks(config: Config, out: Path, stop: StopRequest, resuming: bool) -> list:
     callbacks = [
         ModelCheckpoint(
             dirpath=out / "checkpoints",
@@ -80,7 +96,10 @@ def _callbacks(config: Config, out: Path) -> list:
             monitor="val_loss",
             mode="min",
             save_last=True,
+            enable_version_counter=False,  # never a best-v1.ckpt beside best.ckpt
         ),
+        ResumePoint(last_checkpoint(out), config.training.checkpoint_every_minutes, stop),
+        ContinueMetrics(out / "logs" / "metrics.csv", resuming),
         LearningRateMonitor(logging_interval="epoch"),
         EpochLine(),
     ]
@@ -99,7 +118,7 @@ def _loggers(config: Config, out: Path) -> list:
     return loggers
 
 
-def _trainer(config: Config, out: Path) -> pl.Trainer:
+def _trainer(config: Config, out: Path, stop: StopRequest, resuming: bool) -> pl.Trainer:
     cfg = config.training
     max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
     return pl.Trainer(
@@ -111,67 +130,75 @@ def _trainer(config: Config, out: Path) -> pl.Trainer:
         inference_mode=False,
         gradient_clip_val=cfg.gradient_clip,
         logger=_loggers(config, out),
-        callbacks=_callbacks(config, out),
+        callbacks=_callbacks(config, out, stop, resuming),
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=use_progress_bar(cfg.progress_bar),
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,
     )
 
 
-def train(config: Config, out: str | Path) -> dict:
-    """Train from a validated config into ``out``; returns the test metrics (meV units)."""
+def train(
+    config: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> dict:
+    """Train from a validated config into ``out``; returns the test metrics (meV units).
+
+    ``resume`` continues the run in ``out`` from its last checkpoint (same config, budget
+    aside); otherwise ``out`` must be empty, or ``overwrite`` clears the earlier run's files.
+
+    Raises:
+        RunFolderError, DataError, SetupError: before anything is written.
+        TrainingDiverged: a non-finite loss or gradient (nothing is exported).
+        Interrupted: SIGTERM/SIGINT; a resumable checkpoint and an interrupted model.pt exist.
+    """
     out = Path(out)
     check_setup(config.training)
+    resume_from = check_resumable(out, config.to_dict()) if resume else None
+    if not resume:
+        check_fresh(out, overwrite)
     pl.seed_everything(config.training.seed, workers=True, verbose=False)
     data = _prepare(config)
     model, family, hparams = build_from_config(config, data)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    with RunLock(out), StopRequest() as stop:
+        check_writable(out)
+        if not resume:
+            (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        return _fit_and_export(config, out, data, (model, family, hparams), stop, resume_from)
+
+
+def _fit_and_export(config, out, data, built, stop, resume_from) -> dict:
+    model, family, hparams = built
     dtype = getattr(torch, config.training.dtype)
-    module = TrainingModule(model, config.training)
-    trainer = _trainer(config, out)
-    start = time.perf_counter()
-    trainer.fit(
-        module,
-        make_loader(data.train, config.data.batch_size, dtype, True, config.training.seed),
-        make_loader(data.valid, config.data.valid_batch_size, dtype, False),
+    train_loader = make_loader(
+        data.train, config.data.batch_size, dtype, True, config.training.seed
     )
-    wall = time.perf_counter() - start
+    meta = {"family": family, "hparams": hparams, "config": config.to_dict()}
+    module = TrainingModule(model, config.training, meta, train_loader.generator)
+    trainer = _trainer(config, out, stop, resume_from is not None)
+    valid_loader = make_loader(data.valid, config.data.valid_batch_size, dtype, False)
+    interrupted = None
+    try:
+        trainer.fit(module, train_loader, valid_loader, ckpt_path=resume_from)
+    except (Interrupted, SIGTERMException) as err:
+        if isinstance(err, SIGTERMException):  # Lightning's own, raised inside validation
+            trainer.save_checkpoint(last_checkpoint(out))
+            err = Interrupted(signal.SIGTERM, trainer.current_epoch)
+        interrupted = err
     log_dir = Path(trainer.logger.log_dir)
     if (log_dir / "metrics.csv").is_file():  # absent only when fit logged nothing
         learning_curves(log_dir / "metrics.csv", log_dir / "learning_curves.png", str(out))
     best = trainer.checkpoint_callback.best_model_path
-    if best:  # export the best validation epoch, not the last
+    if best and Path(best).is_file():  # export the best validation epoch, not the last
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     final = module.eval_model.cpu()
-    extra = {"train_seconds": wall, "epochs": trainer.current_epoch, **k_eff_summary(final)}
+    check_finite(final, f"{out}: trained model")
+    extra = {"train_seconds": module.train_seconds, "epochs": trainer.current_epoch}
+    extra.update(k_eff_summary(final))
+    if interrupted is not None:
+        extra["interrupted"] = str(interrupted)
     save_model(out / "model.pt", final, family, hparams, config.to_dict(), extra)
-    return _report_test(final, data, config, out, extra, dtype)
-
-
-def _report_test(model, data, config, out: Path, fit: dict, dtype) -> dict:
-    name = "test" if data.test is not None else "validation"
-    dataset = data.test if data.test is not None else data.valid
-    metrics, _ = evaluate_dataset(model, dataset, config.data.valid_batch_size, dtype)
-    metrics.update(k_eff_summary(model))  # the neural atoms the exported model computes with
-    table = format_table(
-        metrics,
-        f"{name} set ({len(dataset)} structures), model {out}/model.pt,"
-        f" trained {fit['train_seconds'] / 60:.1f} min",
-    )
-    (out / "test_metrics.md").write_text(table + "\n")
-    (out / "test_metrics.json").write_text(
-        json.dumps(
-            {
-                "split": name,
-                **metrics,
-                "train_seconds": fit["train_seconds"],
-                "epochs": fit["epochs"],
-            },
-            indent=2,
-        )
-    )
-    logging.getLogger("eqna").info("wrote %s", out / "model.pt")
-    print(table)
+    metrics = report_test(final, data, config, out, extra, dtype)
+    if interrupted is not None:
+        raise interrupted
     return metrics

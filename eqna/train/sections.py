@@ -103,6 +103,17 @@ class TrainingConfig(Section):
     )
     progress_bar: bool = Field(True, description="show the Lightning progress bar")
     log_every_n_steps: int = Field(10, ge=1, description="logging interval in steps")
+    freeze: list[str] = Field(
+        [],
+        description="glob patterns of parameter names kept fixed (fine-tuning), e.g. "
+        "'embedding.*' or 'blocks.0.*'; names as in the network's state_dict",
+    )
+    checkpoint_every_minutes: float = Field(
+        5.0,
+        gt=0,
+        description="write checkpoints/last.ckpt at least this often (minutes), "
+        "also inside long epochs, so a killed run loses at most this much or one epoch",
+    )
     loggers: list[Literal["csv", "tensorboard"]] = Field(
         ["csv"], description="Lightning loggers a run writes (tensorboard needs its package)"
     )
