@@ -76,6 +76,16 @@ class DataConfig(Section):
             )
         return test
 
+    @field_validator("stress_key")
+    @classmethod
+    def _stress_is_no_virial(cls, key: str) -> str:
+        if "virial" in key.lower():  # eV, not eV/Å³, and the opposite sign: silently wrong
+            raise ValueError(
+                f"{key!r} names a virial, not a stress: give it as data.virial_key={key} "
+                "(converted to the stress -virial / V)"
+            )
+        return key
+
     @field_validator("e0s")
     @classmethod
     def _e0s_form(cls, e0s: str | dict[str, float]) -> str | dict[str, float]:

@@ -312,3 +312,8 @@ def test_a_batch_of_weight_zero_still_has_a_gradient():
     pred[keys.ENERGY].requires_grad_(True)
     total, _ = weighted_loss(pred, batch, 1.0, 0.0, 0.0)
     assert float(total.detach()) == 0.0 and total.requires_grad  # Lightning needs a graph
+
+
+def test_stress_key_naming_a_virial_is_a_config_error():
+    with pytest.raises(ValueError, match="'REF_virial' names a virial.*data.virial_key=REF_virial"):
+        DataConfig(train="a.xyz", stress_key="REF_virial")
