@@ -20,6 +20,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from eqna.data import keys
 from eqna.data.collate import collate, to_device
 from eqna.data.neighbours import neighbour_graph
+from eqna.data.validation import GeometryLimits, check_before_search, check_distances
 from eqna.models.interface import AtomisticModel
 from eqna.models.io import load_model, set_requires_grad
 from eqna.models.zoo import resolve_model_path
@@ -144,6 +145,10 @@ class EqnaCalculator(Calculator):
         dtype: ``None`` keeps the saved (or the module's) dtype; else ``"float32"``,
             ``"float64"`` or a torch dtype.
         skin: Verlet skin of the neighbour list, Å (see :class:`VerletNeighbourList`).
+        min_distance: Å; a structure with two atoms closer is refused (ValueError), as are
+            non-finite positions, a degenerate periodic cell and an absurd number density
+            (:mod:`eqna.data.validation`, the checks training data passes); 0: no distance
+            check. Checked at every call on the edges already built: no extra search.
         **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
 
     Attributes:
@@ -165,6 +170,7 @@ class EqnaCalculator(Calculator):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
         skin: float = 0.5,
+        min_distance: float = 0.1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -174,12 +180,22 @@ class EqnaCalculator(Calculator):
         self.r_max = self.model.r_max
         self.elements = self.model.elements
         self.neighbour_list = VerletNeighbourList(self.r_max, skin)
+        if not min_distance >= 0:
+            raise ValueError(f"min_distance must be >= 0, got {min_distance}")
+        self.limits = GeometryLimits(min_distance=float(min_distance), prefix="")
 
     def graph(self, atoms: Atoms) -> dict[str, torch.Tensor]:
         """The model input for ``atoms``: the training input path (:class:`GraphSpec`) fed
-        with the reused neighbour list, as a one-graph batch on the calculator's device."""
+        with the reused neighbour list, as a one-graph batch on the calculator's device.
+
+        Raises:
+            ValueError: (a :class:`DataError`) the structure fails a geometry check.
+        """
+        radius = self.neighbour_list.cutoff + self.neighbour_list.skin
+        check_before_search(atoms, radius, self.limits, "EqnaCalculator: ")
         self.neighbour_list.update(atoms)
         neighbours = self.neighbour_list.edges(atoms.positions, atoms.cell.array)
+        check_distances(atoms, *neighbours, self.limits, "EqnaCalculator: ")
         graph = self.model.graph_spec.graph(atoms, neighbours=neighbours)
         return to_device(collate([graph]), self.device, self.dtype)
 

@@ -13,7 +13,7 @@ import torch
 from ase import Atoms
 
 from eqna.data import keys
-from eqna.data.neighbours import nearest_neighbour_mask, neighbour_graph
+from eqna.data.neighbours import edge_lengths, nearest_neighbour_mask, neighbour_graph
 
 
 class UnknownElementError(KeyError):
@@ -74,12 +74,9 @@ def atoms_to_graph(
         neighbours = neighbour_graph(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
     edge_index, shifts = neighbours
     if max_num_neighbors is not None:
-        i, j = edge_index
-        lengths = np.linalg.norm(
-            atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1
-        )
+        lengths = edge_lengths(atoms.positions, atoms.cell.array, edge_index, shifts)
         keep = nearest_neighbour_mask(
-            torch.from_numpy(i), torch.from_numpy(lengths), max_num_neighbors
+            torch.from_numpy(edge_index[0]), torch.from_numpy(lengths), max_num_neighbors
         ).numpy()
         edge_index, shifts = edge_index[:, keep], shifts[keep]
     graph = {

@@ -61,6 +61,14 @@ def neighbour_graph(
     return edge_index, shifts[keep]
 
 
+def edge_lengths(
+    positions: np.ndarray, cell: np.ndarray, edge_index: np.ndarray, shifts: np.ndarray
+) -> np.ndarray:
+    """[e] lengths |pos[j] - pos[i] + shifts @ cell| of the edges (i, j) = edge_index, Å."""
+    centre, neighbour = edge_index
+    return np.linalg.norm(positions[neighbour] - positions[centre] + shifts @ cell, axis=1)
+
+
 def nearest_neighbour_mask(centres: torch.Tensor, lengths: torch.Tensor, k: int) -> torch.Tensor:
     """Keeps, for every centre atom, its ``k`` shortest edges (CGCNN's max_num_nbr).
 

@@ -11,6 +11,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from eqna.data.collate import collate, to_device
+from eqna.data.coverage import check_elements_trained, check_requested, check_weights
 from eqna.data.datasets import (
     DataError,
     GraphDataset,
@@ -22,12 +23,14 @@ from eqna.data.datasets import (
 )
 from eqna.data.graph import GraphSpec
 from eqna.data.statistics import (
+    average_energies,
     average_num_neighbors,
     energy_scale_shift,
     isolated_atom_energies,
     least_squares_energies,
     target_statistics,
 )
+from eqna.data.validation import GeometryLimits, check_before_search
 
 
 @dataclass
@@ -48,7 +51,19 @@ def target_keys(cfg) -> tuple[str, ...]:
 
 
 def _label_keys(cfg) -> LabelKeys:
-    return LabelKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key, target_keys(cfg))
+    return LabelKeys(
+        cfg.energy_key,
+        cfg.forces_key,
+        cfg.stress_key,
+        target_keys(cfg),
+        virial=cfg.virial_key,
+        weight=cfg.weight_key,
+    )
+
+
+def geometry_limits(cfg) -> GeometryLimits:
+    """The geometry checks the ``data`` section asks for."""
+    return GeometryLimits(cfg.min_distance, cfg.max_neighbors_per_atom)
 
 
 def _energy_reader(spec: str, keys: LabelKeys):
@@ -64,6 +79,8 @@ def _atomic_energies(cfg, isolated, train: GraphDataset, elements) -> list[float
         if missing:
             raise DataError(f"data.e0s: no energy given for element(s) {', '.join(missing)}")
         return [given[z] for z in elements]
+    if mode == "average":
+        return list(average_energies(train.graphs, elements).values())
     if mode not in ("auto", "isolated", "least_squares"):  # a file of isolated atoms
         isolated = read_structures(mode)
         return list(isolated_atom_energies(isolated, elements, _energy_reader(mode, keys)).values())
@@ -75,61 +92,44 @@ def _atomic_energies(cfg, isolated, train: GraphDataset, elements) -> list[float
         return list(
             isolated_atom_energies(isolated, elements, _energy_reader(cfg.train, keys)).values()
         )
-    return list(least_squares_energies(train.graphs, elements).values())
+    return list(least_squares_energies(train.graphs, elements, f"{cfg.train}: ").values())
 
 
-def _subset(frames, indices):
-    return [frames[i] for i in indices], [int(i) for i in indices]
-
-
-def prepare_data(
-    cfg,
-    r_max: float,
-    elements: list[int] | None = None,
-    *,
-    max_num_neighbors: int | None = None,
-    extensive: bool = False,
-):
-    """Read, split and featurise the data; compute E0s, scale, shift and neighbour count, or,
-    with ``data.target_key``, the target mean and std.
-
-    Args:
-        cfg: the ``data`` config section.
-        r_max: cutoff radius of the model, Å.
-        elements: atomic numbers the model must know; default: those in the files.
-        max_num_neighbors: store only each atom's nearest neighbours (property models).
-        extensive: the target is a sum over atoms (sum pooling): statistics per atom.
-    """
-    keys = _label_keys(cfg)
+def _read(cfg, keys: LabelKeys, training) -> tuple:
+    """Training frames (isolated atoms apart) with their frame numbers, the isolated-atom
+    frames, and the valid/test files' frames; labels the loss needs checked at once."""
     frames = read_structures(cfg.train)
+    if training is not None and not keys.properties:
+        check_requested(frames, keys, training, cfg.train)
     reference = [not keys.properties and is_isolated_atom(a) for a in frames]
     isolated = [a for a, ref in zip(frames, reference) if ref]
+    for frame, ref in enumerate(reference):
+        if ref:  # no graph is built of them: their positions are checked here
+            where = f"{cfg.train} frame {frame}: "
+            check_before_search(frames[frame], 0.0, GeometryLimits(), where)
     ids = [i for i, ref in enumerate(reference) if not ref]
-    molecules = [frames[i] for i in ids]
     if cfg.max_train_frames is not None:
-        molecules, ids = molecules[: cfg.max_train_frames], ids[: cfg.max_train_frames]
+        ids = ids[: cfg.max_train_frames]
     extra = {
         name: read_structures(spec)
         for name, spec in (("valid", cfg.valid), ("test", cfg.test))
         if spec
     }
-    if elements is None:
-        found = {int(z) for a in frames + sum(extra.values(), []) for z in a.numbers}
-        elements = sorted(found)
+    return frames, ids, isolated, extra
+
+
+def _datasets(cfg, frames, ids, extra, make) -> tuple:
+    """Train, valid and test :class:`GraphDataset` (files where given, else random splits)."""
     train_idx, valid_idx, test_idx = split_indices(
-        len(molecules),
+        len(ids),
         0.0 if cfg.valid else cfg.valid_fraction,
         0.0 if cfg.test else cfg.test_fraction,
         cfg.split_seed,
     )
-    make = partial(
-        GraphDataset, spec=GraphSpec(r_max, elements, max_num_neighbors), label_keys=keys
-    )
 
     def from_split(indices):
-        return make(
-            [molecules[i] for i in indices], name=cfg.train, frame_ids=[ids[i] for i in indices]
-        )
+        chosen = [ids[i] for i in indices]
+        return make([frames[i] for i in chosen], name=cfg.train, frame_ids=chosen)
 
     train = from_split(train_idx)
     valid = make(extra["valid"], name=cfg.valid) if cfg.valid else from_split(valid_idx)
@@ -142,6 +142,47 @@ def prepare_data(
             f"{cfg.train}: the validation split is empty; raise "
             "data.valid_fraction or give data.valid"
         )
+    split = f"{cfg.train} (validation split)"
+    others = {cfg.valid or split: valid}
+    if test is not None:
+        others[cfg.test or f"{cfg.train} (test split)"] = test
+    check_elements_trained(train, others)
+    check_weights(train, cfg.weight_key, cfg.train)
+    return train, valid, test
+
+
+def prepare_data(
+    cfg,
+    r_max: float,
+    elements: list[int] | None = None,
+    *,
+    max_num_neighbors: int | None = None,
+    extensive: bool = False,
+    training=None,
+):
+    """Read, check, split and featurise the data; compute E0s, scale, shift and neighbour
+    count, or, with ``data.target_key``, the target mean and std.
+
+    Args:
+        cfg: the ``data`` config section.
+        r_max: cutoff radius of the model, Å.
+        elements: atomic numbers the model must know; default: those in the files.
+        max_num_neighbors: store only each atom's nearest neighbours (property models).
+        extensive: the target is a sum over atoms (sum pooling): statistics per atom.
+        training: the ``training`` section; its loss weights say which labels the training
+            file must hold (None: not checked).
+
+    Raises:
+        DataError: unreadable, unlabelled or inconsistent data, named by file and frame.
+    """
+    keys = _label_keys(cfg)
+    frames, ids, isolated, extra = _read(cfg, keys, training)
+    if elements is None:
+        found = {int(z) for a in frames + sum(extra.values(), []) for z in a.numbers}
+        elements = sorted(found)
+    spec = GraphSpec(r_max, elements, max_num_neighbors)
+    make = partial(GraphDataset, spec=spec, label_keys=keys, limits=geometry_limits(cfg))
+    train, valid, test = _datasets(cfg, frames, ids, extra, make)
     derived = {"elements": elements, "avg_num_neighbors": average_num_neighbors(train.graphs)}
     if keys.properties:
         mean, std = target_statistics(train.graphs, extensive)

@@ -23,17 +23,55 @@ def isolated_atom_energies(isolated: Sequence[Atoms], elements: Sequence[int], e
     return {z: e0s[z] for z in elements}
 
 
-def least_squares_energies(graphs: Sequence[dict], elements: Sequence[int]) -> dict:
-    """E0 per element minimising sum_s (E_s - sum_i E0[z_i])^2 over labelled structures."""
+def _compositions(graphs: Sequence[dict], elements: Sequence[int]):
+    """Element counts [s, k] and energies [s] of the structures with an energy label."""
     counts, energies = [], []
     for g in graphs:
         if bool(g[keys.HAS_ENERGY]):
             counts.append(np.bincount(g[keys.NODE_TYPES].numpy(), minlength=len(elements)))
             energies.append(float(g[keys.ENERGY]))
     if not counts:
-        raise DataError("least-squares E0s need structures with energies")
-    solution, *_ = np.linalg.lstsq(np.array(counts, float), np.array(energies), rcond=None)
+        raise DataError("E0s from the training data need structures with energies")
+    return np.array(counts, float), np.array(energies)
+
+
+def _inseparable(counts: np.ndarray, elements: Sequence[int], where: str) -> None:
+    """Refuse a composition matrix of rank < number of elements: least squares would split
+    the energy among those elements arbitrarily (hundreds of eV off), without a warning."""
+    rank = int(np.linalg.matrix_rank(counts))
+    if rank == len(elements):
+        return
+    null = np.linalg.svd(counts, full_matrices=True)[2][rank:]  # directions nothing fixes
+    loose = [chemical_symbols[z] for z, v in zip(elements, np.abs(null).max(axis=0)) if v > 1e-8]
+    absent = [chemical_symbols[z] for z, c in zip(elements, counts.sum(axis=0)) if c == 0]
+    why = f"element(s) {', '.join(absent)} in no labelled training frame; " if absent else ""
+    raise DataError(
+        f"{where}least-squares E0s cannot separate element(s) {', '.join(loose)}: {why}the "
+        f"compositions of the {len(counts)} labelled training frames have rank {rank} for "
+        f"{len(elements)} elements (e.g. every frame has the same formula); give data.e0s as "
+        "isolated-atom frames in the training file, an extxyz file of isolated atoms, a mapping "
+        "element -> eV, or 'average'"
+    )
+
+
+def least_squares_energies(graphs: Sequence[dict], elements: Sequence[int], where="") -> dict:
+    """E0 per element minimising sum_s (E_s - sum_i E0[z_i])^2 over labelled structures.
+
+    Raises:
+        DataError: the compositions do not determine every element's E0 (rank-deficient).
+    """
+    counts, energies = _compositions(graphs, elements)
+    _inseparable(counts, elements, where)
+    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
     return {z: float(e) for z, e in zip(elements, solution)}
+
+
+def average_energies(graphs: Sequence[dict], elements: Sequence[int]) -> dict:
+    """MACE's ``average``: the mean energy per atom of the labelled structures, for every
+    element alike (a crude reference that never fails; the network learns the rest)."""
+    counts, energies = _compositions(graphs, elements)
+    mean = float(np.mean(energies / counts.sum(axis=1)))
+    return {z: mean for z in elements}
 
 
 def energy_scale_shift(graphs: Sequence[dict], atomic_energies: Sequence[float]):

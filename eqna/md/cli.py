@@ -28,6 +28,7 @@ import json
 import os
 import pickle
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ from ase.io.formats import UnknownFileTypeError, filetype
 
 from eqna.calculators import EqnaCalculator
 from eqna.cli import add_version, user_error
+from eqna.data.errors import DataError
 from eqna.data.graph import UnknownElementError, type_indices
+from eqna.data.validation import check_structure
 from eqna.md.dynamics import (
     ENSEMBLES,
     OPTIMIZERS,
@@ -248,12 +251,13 @@ def prepare(args) -> tuple[Atoms, EqnaCalculator]:
             f"{args.structure}: npt needs a cell periodic in all three directions, "
             f"this frame has pbc={atoms.pbc.tolist()}"
         )
-    if atoms.pbc.all() and abs(atoms.cell.volume) < 1e-9:
-        raise InputError(f"{args.structure}: periodic frame with a zero-volume cell")
     calc = load_calculator(args.model, args.device, args.dtype)
+    where = f"{args.structure} frame {args.index}: "
     try:
-        type_indices(atoms.numbers, calc.elements, where=f"{args.structure}: ")
-    except UnknownElementError as err:
+        type_indices(atoms.numbers, calc.elements, where=where)
+        # the checks training data passes and the calculator repeats at every step
+        check_structure(atoms, calc.r_max, replace(calc.limits, prefix="EqnaCalculator "), where)
+    except (UnknownElementError, DataError) as err:
         raise InputError(str(err)) from err
     atoms.calc = calc
     return atoms, calc

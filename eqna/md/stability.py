@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-from eqna.data.neighbours import neighbour_graph
+from eqna.data.errors import DataError
+from eqna.data.neighbours import edge_lengths, neighbour_graph
 
 __all__ = ["StabilityMonitor", "energy_drift", "min_pair_distance", "temperature_limit"]
 
@@ -30,11 +31,9 @@ def min_pair_distance(atoms: Atoms, cutoff: float) -> tuple[float, int, int]:
     edge_index, shifts = neighbour_graph(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
     if edge_index.shape[1] == 0:
         return np.inf, -1, -1
-    centre, neighbour = edge_index
-    vectors = atoms.positions[neighbour] - atoms.positions[centre] + shifts @ atoms.cell.array
-    distances = np.linalg.norm(vectors, axis=1)
+    distances = edge_lengths(atoms.positions, atoms.cell.array, edge_index, shifts)
     k = int(np.argmin(distances))
-    return float(distances[k]), int(centre[k]), int(neighbour[k])
+    return float(distances[k]), int(edge_index[0, k]), int(edge_index[1, k])
 
 
 def energy_drift(time_ps: np.ndarray, energy_per_atom: np.ndarray) -> tuple[float, float]:
@@ -76,7 +75,10 @@ class StabilityMonitor:
 
     def observe(self, atoms: Atoms, step: int, time_fs: float) -> str | None:
         """Record the current frame; returns why it is unphysical, or None."""
-        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        try:
+            energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        except DataError as err:  # the calculator refused the frame (eqna.data.validation)
+            return f"step {step}: {err}"
         if not (np.isfinite(energy) and np.isfinite(forces).all()):
             return f"step {step}: non-finite energy or forces"
         temperature = atoms.get_temperature()

@@ -85,6 +85,7 @@ def _prepare(config: Config) -> PreparedData:
         float(model.get("r_max", 5.0)),
         max_num_neighbors=model.get("max_num_neighbors"),
         extensive=extensive,
+        training=config.training,  # its loss weights: the labels the data must hold
     )
 
 

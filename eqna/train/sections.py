@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
+from ase.data import chemical_symbols
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from eqna.train.schema import Section
@@ -33,10 +33,31 @@ class DataConfig(Section):
     energy_key: Text = Field("energy", description="atoms.info key of the energy (eV)")
     forces_key: Text = Field("forces", description="atoms.arrays key of the forces (eV/Å)")
     stress_key: Text = Field("stress", description="atoms.info key of the stress (eV/Å³)")
+    virial_key: Text | None = Field(
+        None,
+        description="atoms.info key of a virial (eV; 3x3 or Voigt 6), trained as the stress "
+        "-virial / V (ASE sign: virial = -dE/d(strain), stress positive = tensile); needs a "
+        "cell periodic in 3D; a frame with a stress label uses the stress; null: none",
+    )
+    weight_key: Text | None = Field(
+        None,
+        description="atoms.info key of a per-structure loss weight (finite, >= 0; e.g. "
+        "config_weight); frames without it weigh 1; metrics stay unweighted; null: all 1",
+    )
     e0s: str | dict[str, float] = Field(
         "auto",
         description="isolated-atom energies: auto (isolated atoms in the data, else least "
-        "squares), isolated, least_squares, an extxyz file, or a mapping element -> eV",
+        "squares), isolated, least_squares, average (mean energy per atom for every element), "
+        "an extxyz file, or a mapping element -> eV",
+    )
+    min_distance: float = Field(
+        0.1, ge=0, description="Å: a frame with two atoms closer is an error; 0: no check"
+    )
+    max_neighbors_per_atom: float = Field(
+        500.0,
+        gt=0,
+        description="a frame whose number density implies more neighbours per atom within "
+        "r_max is an error (a wrong or compressed cell), checked before the neighbour search",
     )
     batch_size: int = Field(8, ge=1, description="training batch size in frames")
     valid_batch_size: int = Field(32, ge=1, description="validation/test batch size in frames")
@@ -55,13 +76,23 @@ class DataConfig(Section):
             )
         return test
 
+    @field_validator("stress_key")
+    @classmethod
+    def _stress_is_no_virial(cls, key: str) -> str:
+        if "virial" in key.lower():  # eV, not eV/Å³, and the opposite sign: silently wrong
+            raise ValueError(
+                f"{key!r} names a virial, not a stress: give it as data.virial_key={key} "
+                "(converted to the stress -virial / V)"
+            )
+        return key
+
     @field_validator("e0s")
     @classmethod
     def _e0s_form(cls, e0s: str | dict[str, float]) -> str | dict[str, float]:
         if isinstance(e0s, str) and not e0s.strip():
             raise ValueError("must be auto, isolated, least_squares, a file path or a mapping")
         symbols = e0s if isinstance(e0s, dict) else ()
-        bad = [s for s in symbols if not re.fullmatch(r"[A-Z][a-z]{0,2}", s)]
+        bad = [s for s in symbols if s not in chemical_symbols[1:]]
         if bad:
             raise ValueError("; ".join(f"{s!r} is not an element symbol" for s in bad))
         return e0s

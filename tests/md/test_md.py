@@ -176,3 +176,29 @@ def test_module_runs_from_the_command_line():
         [sys.executable, "-m", "eqna.md", "--help"], capture_output=True, text=True, check=True
     )
     assert "usage: eqna-md" in result.stdout and "--ensemble" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("overlap", "frame -1: atoms 0 (H) and 1 (H) are 0 Å apart, closer than EqnaCalculator"),
+        ("nan", "frame -1: 1 atom position(s) are not finite"),
+        ("compressed", "frame -1: 2 atoms at a number density of"),
+    ],
+)
+def test_bad_start_geometry_exits_2_with_the_training_checks(
+    files, tmp_path, capsys, fault, message
+):
+    if fault == "compressed":
+        atoms = bulk("C", "diamond", a=0.0357)
+    else:
+        atoms = Atoms("H2O", positions=[[0, 0, 0], [0, 0, 0], [0, 1, 0]])
+        if fault == "nan":
+            atoms.positions[1] = [np.nan, 0, 0]
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir(), out.mkdir()
+    write(inputs / "start.xyz", atoms)
+    assert run(files["model"], inputs / "start.xyz", "--json", out / "summary.json") == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert list(out.iterdir()) == []

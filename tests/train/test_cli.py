@@ -83,3 +83,44 @@ def test_one_plain_line_per_epoch_and_tensorboard(tmp_path, capsys):
     assert "litlogger" not in err.lower() and "LeafSpec" not in err
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert (out / "logs" / "metrics.csv").is_file()
+
+
+def _mace_style_file(tmp_path, singular: bool = False) -> str:
+    """Molecules labelled REF_energy / REF_forces (MACE's names, not eqna's defaults)."""
+    from ase.build import molecule
+    from ase.io import write
+
+    frames = []
+    for i, name in enumerate(["H2O", "CH4", "CO2", "CH3OH", "H2", "C2H6"] * 2):
+        atoms = molecule(name)
+        atoms.info["REF_energy"] = -1.0 - i
+        atoms.arrays["REF_forces"] = 0.1 * atoms.positions
+        frames.append(atoms)
+    if singular:
+        frames[4].cell, frames[4].pbc = [[3, 0, 0], [3, 0, 0], [0, 0, 3]], True
+    path = tmp_path / "mace.xyz"
+    write(path, frames, format="extxyz")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ([], "mace.xyz: training.energy_weight is 1 but no frame has energy under"),
+        (
+            ["data.energy_key=REF_energy", "data.forces_key=REF_forces", "data.e0s={Hx: 1}"],
+            "data.e0s: 'Hx' is not an element symbol",
+        ),
+        (
+            ["data.energy_key=REF_energy", "data.forces_key=REF_forces"],
+            "mace.xyz frame 4: the periodic lattice vectors are (nearly) linearly dependent",
+        ),
+    ],
+)
+def test_bad_training_data_exits_2_before_writing(tmp_path, capsys, overrides, message):
+    out = tmp_path / "run"
+    data = _mace_style_file(tmp_path, singular=bool(overrides) and "e0s" not in overrides[-1])
+    code = train_main([_config(tmp_path), f"data.train={data}", *overrides, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists(), err
+    assert message in err and "Traceback" not in err

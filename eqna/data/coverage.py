@@ -1,0 +1,106 @@
+"""Does the data hold what a run needs: the labels its loss weights ask for, and training
+frames for every element it will be evaluated on? Checked right after reading, before any
+model is built or file written."""
+
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from eqna.data import keys
+from eqna.data.errors import DataError
+from eqna.data.labels import LabelKeys, lookup
+
+__all__ = ["check_elements_trained", "check_requested", "check_weights"]
+
+# loss weight (training section) -> label, the data key naming it, the word a key holds
+_REQUESTED = (
+    ("energy_weight", "energy", "energy_key", ("energy",)),
+    ("forces_weight", "forces", "forces_key", ("force",)),
+    ("stress_weight", "stress", "stress_key", ("stress", "virial")),
+)
+
+
+def _has(atoms: Atoms, label: str, label_keys: LabelKeys) -> bool:
+    found = lookup(atoms, getattr(label_keys, label), label) is not None
+    return found or (label == "stress" and lookup(atoms, label_keys.virial) is not None)
+
+
+def _present(atoms: Atoms) -> str:
+    results = sorted(getattr(atoms.calc, "results", {}) or {})
+    arrays = sorted(k for k in atoms.arrays if k not in ("numbers", "positions"))
+    parts = [
+        f"info keys present: {', '.join(sorted(atoms.info)) or 'none'}",
+        f"arrays keys present: {', '.join(arrays) or 'none'}",
+    ]
+    if results:
+        parts.append(f"calculator results: {', '.join(results)}")
+    return "; ".join(parts)
+
+
+def _suggestion(atoms: Atoms, weight: str, key: str, words: tuple[str, ...]) -> str:
+    """``set data.energy_key=REF_energy`` when frame 0 has a key that looks like the label."""
+    for name in [*atoms.info, *atoms.arrays]:
+        for word in words:
+            if word in name.lower():
+                option = "virial_key" if word == "virial" else key
+                return f"set data.{option}={name}"
+    return f"set data.{key} to the key holding them, or training.{weight}=0"
+
+
+def check_requested(frames: list[Atoms], label_keys: LabelKeys, training, name: str) -> None:
+    """A label the loss weighs (``training.*_weight > 0``) must be in some training frame.
+
+    Args:
+        frames: the structures of the training file.
+        label_keys: where the labels are looked up.
+        training: the ``training`` config section (``energy_weight``, ``forces_weight``,
+            ``stress_weight``).
+        name: the training file, for the message.
+
+    Raises:
+        DataError: naming the file, the key looked for and the keys frame 0 does have.
+    """
+    for weight, label, key, words in _REQUESTED:
+        value = getattr(training, weight)
+        if value <= 0 or any(_has(atoms, label, label_keys) for atoms in frames):
+            continue
+        looked = f"data.{key}={getattr(label_keys, label)!r}"
+        if label == "stress" and label_keys.virial is not None:
+            looked += f" nor data.virial_key={label_keys.virial!r}"
+        raise DataError(
+            f"{name}: training.{weight} is {value:g} but no frame has {label} under {looked} "
+            f"(frame 0: {_present(frames[0])}); {_suggestion(frames[0], weight, key, words)}"
+        )
+
+
+def check_elements_trained(train, others: dict) -> None:
+    """Every element of the validation and test data occurs in a training frame.
+
+    Args:
+        train: the training :class:`GraphDataset`.
+        others: label (file, or split) -> :class:`GraphDataset` to evaluate on.
+
+    Raises:
+        DataError: naming the element, where it occurs and that the model would be
+            untrained on it (its E0 at best a guess, its interactions never fitted).
+    """
+    trained = {int(z) for g in train.graphs for z in g[keys.ATOMIC_NUMBERS].tolist()}
+    for label, dataset in others.items():
+        for frame, graph in zip(dataset.frame_ids, dataset.graphs):
+            missing = sorted(set(graph[keys.ATOMIC_NUMBERS].tolist()) - trained)
+            if missing:
+                symbols = ", ".join(chemical_symbols[z] for z in missing)
+                raise DataError(
+                    f"{label} frame {frame}: element(s) {symbols} occur in no training frame; "
+                    "the model would be untrained on them (E0 a guess, interactions never "
+                    "fitted): add training frames holding them, or remove these frames"
+                )
+
+
+def check_weights(train, key: str | None, name: str) -> None:
+    """Some training structure must weigh more than 0 (``data.weight_key``), else nothing
+    is fitted."""
+    if key is not None and not any(float(g[keys.WEIGHT]) > 0 for g in train.graphs):
+        raise DataError(
+            f"{name}: every training frame has loss weight 0 under data.weight_key={key!r}; "
+            "nothing would be fitted"
+        )
