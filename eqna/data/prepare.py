@@ -10,6 +10,7 @@ from functools import partial
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 
+from eqna.data import keys as graph_keys
 from eqna.data.collate import collate, to_device
 from eqna.data.coverage import check_elements_trained, check_requested, check_weights
 from eqna.data.datasets import (
@@ -70,7 +71,15 @@ def _energy_reader(spec: str, keys: LabelKeys):
     return lambda atoms: float(extract_labels(atoms, keys, f"{spec}: ")["energy"])
 
 
-def _atomic_energies(cfg, isolated, train: GraphDataset, elements) -> list[float]:
+def _atomic_energies(cfg, isolated, train: GraphDataset, elements, known=None) -> list[float]:
+    if known is not None:
+        if cfg.e0s == "auto" and not isolated:
+            return list(known)
+        present = sorted(
+            {int(z) for g in train.graphs for z in g[graph_keys.ATOMIC_NUMBERS].tolist()}
+        )
+        new = dict(zip(present, _atomic_energies(cfg, isolated, train, present)))
+        return [new.get(z, e0) for z, e0 in zip(elements, known)]
     keys = _label_keys(cfg)
     mode = cfg.e0s
     if isinstance(mode, dict):
@@ -146,7 +155,8 @@ def _datasets(cfg, frames, ids, extra, make) -> tuple:
     others = {cfg.valid or split: valid}
     if test is not None:
         others[cfg.test or f"{cfg.train} (test split)"] = test
-    check_elements_trained(train, others)
+    if not cfg.target_key:  # potentials: an untrained element has no E0 and no interactions;
+        check_elements_trained(train, others)  # property features may carry over to it
     check_weights(train, cfg.weight_key, cfg.train)
     return train, valid, test
 
@@ -159,6 +169,7 @@ def prepare_data(
     max_num_neighbors: int | None = None,
     extensive: bool = False,
     training=None,
+    known_e0s: list[float] | None = None,
 ):
     """Read, check, split and featurise the data; compute E0s, scale, shift and neighbour
     count, or, with ``data.target_key``, the target mean and std.
@@ -171,6 +182,8 @@ def prepare_data(
         extensive: the target is a sum over atoms (sum pooling): statistics per atom.
         training: the ``training`` section; its loss weights say which labels the training
             file must hold (None: not checked).
+        known_e0s: E0s per ``elements`` already known (a fine-tuned model's): kept unless
+            ``data.e0s`` gives new ones, which replace them for the elements they cover.
 
     Raises:
         DataError: unreadable, unlabelled or inconsistent data, named by file and frame.
@@ -188,7 +201,7 @@ def prepare_data(
         mean, std = target_statistics(train.graphs, extensive)
         derived.update(target_mean=mean, target_std=std)
     else:
-        e0s = _atomic_energies(cfg, isolated, train, elements)
+        e0s = _atomic_energies(cfg, isolated, train, elements, known_e0s)
         shift, scale = energy_scale_shift(train.graphs, e0s)
         derived.update(atomic_energies=e0s, scale=scale, shift=shift)
     return PreparedData(train, valid, test, derived)

@@ -117,6 +117,8 @@ def check_before_search(atoms: Atoms, cutoff: float, limits: GeometryLimits, whe
     Raises:
         DataError: the first problem found.
     """
+    if len(atoms) == 0:
+        raise DataError(f"{where}the structure has no atoms")
     _check_finite(atoms, where)
     if atoms.pbc.any():
         _check_cell(atoms, where)

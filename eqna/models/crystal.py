@@ -13,6 +13,7 @@ from torch import nn
 
 from eqna.data import keys
 from eqna.data.neighbours import nearest_neighbour_mask
+from eqna.models.constraints import PositiveFloat, PositiveInt
 from eqna.nn.atom_features import AtomFeatures
 from eqna.nn.atom_features import atom_feature_table as atom_feature_table_of
 from eqna.nn.crystal import AffineCouplingConv, CGConv
@@ -77,20 +78,20 @@ class CrystalGraphNetwork(nn.Module):
         atomic_energies: list[float] | None = None,
         scale: float = 1.0,
         shift: float = 0.0,
-        r_max: float = 8.0,
+        r_max: PositiveFloat = 8.0,
         max_num_neighbors: int | None = 12,
         atom_features: str = "properties",
         atom_features_file: str | None = None,
         atom_features_trainable: bool = False,
         atom_feature_table: list[list[float]] | None = None,
         edge_features: str = "gaussian",
-        num_edge_basis: int = 41,
+        num_edge_basis: PositiveInt = 41,
         edge_embedding_dim: int | None = None,
-        polynomial_p: int = 6,
-        num_channels: int = 64,
-        num_layers: int = 3,
-        head_hidden: int = 128,
-        coupling_hidden: int = 64,
+        polynomial_p: PositiveInt = 6,
+        num_channels: PositiveInt = 64,
+        num_layers: PositiveInt = 3,
+        head_hidden: PositiveInt = 128,
+        coupling_hidden: PositiveInt = 64,
         normalization: str = "batch",
     ):
         super().__init__()

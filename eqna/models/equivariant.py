@@ -5,6 +5,7 @@ from e3nn import o3
 from torch import nn
 
 from eqna.data import keys
+from eqna.models.constraints import NonNegativeInt, PositiveFloat, PositiveInt
 from eqna.nn.geometry import edge_vectors, scatter_sum
 from eqna.nn.interaction import Interaction
 from eqna.nn.neural_atoms import NeuralAtoms
@@ -56,14 +57,14 @@ class EquivariantNetwork(nn.Module):
         avg_num_neighbors: float = 1.0,
         scale: float = 1.0,
         shift: float = 0.0,
-        r_max: float = 5.0,
-        num_basis: int = 8,
-        polynomial_p: int = 6,
-        l_max: int = 1,
-        num_channels: int = 64,
-        num_layers: int = 2,
+        r_max: PositiveFloat = 5.0,
+        num_basis: PositiveInt = 8,
+        polynomial_p: PositiveInt = 6,
+        l_max: NonNegativeInt = 1,
+        num_channels: PositiveInt = 64,
+        num_layers: PositiveInt = 2,
         radial_hidden: list[int] = (64,),
-        readout_hidden: int = 16,
+        readout_hidden: PositiveInt = 16,
         neural_atoms: dict | None = None,
         neural_atoms_after: list[int] = (0,),
         output: str = "energy",

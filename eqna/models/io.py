@@ -102,10 +102,13 @@ def read_model_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, not an eqna model")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, empty or foreign files: one clear message
-        raise ValueError(f"{path}: not a readable eqna model file ({err})") from err
+    except Exception as err:  # truncated or foreign files: one clear message
+        reason = str(err).split(". ")[0]  # torch appends paragraphs of advice
+        raise ValueError(f"{path}: not a readable eqna model file ({reason})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an eqna model file")
     if payload.get("format_version", 1) > FORMAT_VERSION:

@@ -19,7 +19,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from eqna.cli import add_version
+from eqna.cli import add_version, user_error
 from eqna.models.io import read_model_file
 
 __all__ = [
@@ -155,15 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     show = commands.add_parser("show", help="print a pretrained model's card")
     show.add_argument("name")
     args = parser.parse_args(argv)
-    if args.command == "show":
-        try:
+    try:
+        if args.command == "show":
             print(model_card(args.name).read_text())
-        except FileNotFoundError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        return 0
+            return 0
+        table = format_list(pretrained_models())
+    except (FileNotFoundError, ValueError) as err:
+        return user_error(err, args.debug)
     print("Pretrained models (EqnaCalculator(name), eqna-zoo show NAME):\n")
-    print(format_list(pretrained_models()))
+    print(table)
     print("\nArchitectures (eqna-train NAME, e.g. eqna-train equivariant_na):", end=" ")
     print(", ".join(p.stem for p in architectures()))
     return 0

@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 def _train(config, out: Path, args) -> int:
     from eqna.train.lifecycle import EXIT_CODES, Interrupted  # heavy imports once it is valid
     from eqna.train.module import TrainingDiverged
-    from eqna.train.run import SetupError, train
+    from eqna.train.run import ModelBuildError, SetupError, train
     from eqna.train.run_folder import RunFolderError
 
     try:
         train(config, out, resume=args.resume, overwrite=args.overwrite)
-    except (DataError, UnknownElementError, SetupError, RunFolderError) as err:
+    except (DataError, UnknownElementError, SetupError, RunFolderError, ModelBuildError) as err:
         return user_error(err, args.debug)
     except TrainingDiverged as err:
         user_error(err, args.debug)

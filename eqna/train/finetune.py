@@ -9,12 +9,14 @@ architecture; the pretrained element order, neighbour statistics and energy scal
 from __future__ import annotations
 
 import fnmatch
+import inspect
 
 import torch
 
 from eqna.data.datasets import DataError
 from eqna.models.io import load_model
 from eqna.models.zoo import resolve_model_path
+from eqna.train.schema import plain
 
 KEPT = ("elements", "avg_num_neighbors", "scale", "shift")
 """Data-derived hyperparameters the pretrained weights depend on: never recomputed."""
@@ -36,7 +38,7 @@ def check_same_architecture(init_from: str, payload: dict, family: str, hparams:
             f"model.init_from={init_from} is a {payload['family']!r} model; the config has "
             f"model.family {family!r}"
         )
-    saved = payload["hparams"]
+    saved = {**_defaults(family), **payload["hparams"]}  # keys added since it was saved
     differ = [
         f"model.{k}: {saved.get(k)!r} in {init_from}, {hparams.get(k)!r} in the config"
         for k in sorted(set(saved) | set(hparams))
@@ -48,6 +50,13 @@ def check_same_architecture(init_from: str, payload: dict, family: str, hparams:
             "(start the config from the model's own, e.g. base: its zoo architecture):\n  "
             + "\n  ".join(differ)
         )
+
+
+def _defaults(family: str) -> dict:
+    from eqna.models.registry import MODEL_BUILDERS
+
+    params = inspect.signature(MODEL_BUILDERS[family]).parameters.values()
+    return {p.name: plain(p.default) for p in params if p.default is not inspect.Parameter.empty}
 
 
 def start_from(model, pretrained, new_e0s: list[float] | None) -> None:

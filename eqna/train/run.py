@@ -4,6 +4,7 @@ The run's folder, lock and resume checks are :mod:`eqna.train.run_folder`; check
 signals and continued metrics :mod:`eqna.train.lifecycle`; the export :mod:`eqna.train.export`.
 """
 
+import logging
 import signal
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from eqna.evaluate.plotting import learning_curves
 from eqna.models.io import build_model, builder_hparams, save_model
 from eqna.nn.atom_features import atom_feature_table
 from eqna.nn.neural_atoms import k_eff_summary
-from eqna.train.config import Config
+from eqna.train.config import NOT_BUILDER_KEYS, Config
 from eqna.train.epoch_log import EpochLine, use_progress_bar
 from eqna.train.export import check_finite, report_test
+from eqna.train.finetune import KEPT, check_same_architecture, freeze, load_pretrained, start_from
 from eqna.train.lifecycle import (
     AtomicCheckpointIO,
     ContinueMetrics,
@@ -37,6 +39,12 @@ from eqna.train.run_folder import (
     check_writable,
     last_checkpoint,
 )
+
+LOG = logging.getLogger("eqna")
+
+
+class ModelBuildError(ValueError):
+    """The model section names a network that cannot be built (one line, naming the key)."""
 
 
 class SetupError(RuntimeError):
@@ -61,31 +69,50 @@ def check_setup(training) -> None:
         )
 
 
-def build_from_config(config: Config, data: PreparedData):
+def build_from_config(config: Config, data: PreparedData, pretrained=None):
     """The model and the full hyperparameters (config + data-derived) it was built from.
 
     A SkipAtom table is read from ``model.atom_features_file`` here and stored in the
-    hyperparameters, so the saved model does not need the file.
+    hyperparameters, so the saved model does not need the file. ``pretrained`` (model,
+    payload) of ``model.init_from``: same architecture checked, its weights copied in.
     """
     family = config.model["family"]
-    hparams = {k: v for k, v in config.model.items() if k != "family"}
+    hparams = {k: v for k, v in config.model.items() if k not in NOT_BUILDER_KEYS}
     hparams.update(builder_hparams(family, data.derived))
-    if hparams.get("atom_features") == "skipatom":
-        table = atom_feature_table("skipatom", hparams["elements"], hparams["atom_features_file"])
-        hparams["atom_feature_table"] = table.tolist()
+    if pretrained is not None:
+        _, payload = pretrained
+        hparams.update({k: payload["hparams"][k] for k in KEPT if k in payload["hparams"]})
+        check_same_architecture(config.model["init_from"], payload, family, hparams)
+    try:
+        if hparams.get("atom_features") == "skipatom":
+            files = hparams["elements"], hparams["atom_features_file"]
+            hparams["atom_feature_table"] = atom_feature_table("skipatom", *files).tolist()
+        model = build_model(family, hparams)
+    except ValueError as err:  # a combination of model keys the network refuses
+        raise ModelBuildError(f"{config.source}: {err}") from err
     dtype = getattr(torch, config.training.dtype)
-    return build_model(family, hparams).to(dtype), family, hparams
+    if pretrained is not None:
+        start_from(model, pretrained[0], hparams.get("atomic_energies"))
+    frozen = freeze(model, config.training.freeze)
+    if frozen:
+        LOG.info("frozen: %d parameter tensors (%s)", len(frozen), ", ".join(frozen[:4]))
+    return model.to(dtype), family, hparams
 
 
-def _prepare(config: Config) -> PreparedData:
+def _prepare(config: Config, pretrained=None) -> PreparedData:
     model = config.model
     extensive = model.get("output") == "property" and model.get("pooling") == "sum"
+    known = {}
+    if pretrained is not None:  # the pretrained element order, and its E0s as the default
+        hp = pretrained[1]["hparams"]
+        known = {"elements": list(hp["elements"]), "known_e0s": hp.get("atomic_energies")}
     return prepare_data(
         config.data,
         float(model.get("r_max", 5.0)),
         max_num_neighbors=model.get("max_num_neighbors"),
         extensive=extensive,
         training=config.training,  # its loss weights: the labels the data must hold
+        **known,
     )
 
 
@@ -158,8 +185,10 @@ def train(
     if not resume:
         check_fresh(out, overwrite)
     pl.seed_everything(config.training.seed, workers=True, verbose=False)
-    data = _prepare(config)
-    model, family, hparams = build_from_config(config, data)
+    init_from = config.model.get("init_from")
+    pretrained = load_pretrained(init_from) if init_from else None
+    data = _prepare(config, pretrained)
+    model, family, hparams = build_from_config(config, data, pretrained)
     with RunLock(out), StopRequest() as stop:
         check_writable(out)
         if not resume:

@@ -124,3 +124,55 @@ def test_bad_training_data_exits_2_before_writing(tmp_path, capsys, overrides, m
     err = capsys.readouterr().err
     assert code == 2 and not out.exists(), err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.r_max=0", "model.r_max: must be > 0, got 0"),
+        ("model.num_channels=0", "model.num_channels: must be >= 1, got 0"),
+        ("model.neural_atoms_after=[5]", "model.neural_atoms_after: block indices [5]"),
+    ],
+)
+def test_bad_model_keys_are_one_line_errors(tmp_path, capsys, override, message):
+    config = tiny_config()
+    config["model"]["neural_atoms"] = {}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert train_main([str(path), override, "-o", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"], ids=["empty", "truncated"])
+def test_a_broken_model_file_is_one_line_everywhere(tmp_path, capsys, monkeypatch, content):
+    from ase.build import molecule
+    from ase.io import write
+
+    from eqna.calculators import EqnaCalculator
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(content)
+    write(tmp_path / "h2o.xyz", molecule("H2O"))
+    for main in (evaluate_main, md_main):
+        assert main([str(bad), str(tmp_path / "h2o.xyz")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and str(bad) in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="model.pt: (empty file|not a readable eqna model)"):
+        EqnaCalculator(str(bad))
+    monkeypatch.setenv("EQNA_ZOO", str(tmp_path))
+    assert zoo_main(["list"]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_empty_structures_are_refused(tmp_path):
+    from ase import Atoms
+
+    from eqna.calculators import EqnaCalculator
+    from eqna.data.datasets import DataError
+
+    atoms = Atoms()
+    atoms.calc = EqnaCalculator("acac-equivariant-na")
+    with pytest.raises(DataError, match="no atoms"):
+        atoms.get_potential_energy()

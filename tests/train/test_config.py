@@ -90,6 +90,7 @@ def test_valid_config_fills_defaults(tmp_path):
     assert cfg.data == DataConfig(train="embedded:water")
     assert cfg.model == {
         "family": "equivariant",
+        "init_from": None,
         "num_channels": 16,
         "r_max": 5.0,
         "radial_mlp": [64, 64],
@@ -187,7 +188,7 @@ def test_other_family_uses_its_signature(tmp_path):
             ),
         )
     )
-    assert cfg.model == {"family": "invariant", "num_layers": 3, "cutoff": 4.0}
+    assert cfg.model == {"family": "invariant", "init_from": None, "num_layers": 3, "cutoff": 4.0}
 
 
 @pytest.mark.parametrize("key", DATA_DERIVED)
@@ -341,7 +342,7 @@ def test_config_from_dict_does_not_mutate_and_names_source():
 
 def test_validate_model_section_directly():
     resolved = validate_model_section({"family": "invariant"}, BUILDERS, "m.yaml")
-    assert resolved == {"family": "invariant", "num_layers": 2, "cutoff": 4.0}
+    assert resolved == {"family": "invariant", "init_from": None, "num_layers": 2, "cutoff": 4.0}
     with pytest.raises(ConfigError, match="^m.yaml: model.num_layers: expected int"):
         validate_model_section({"family": "invariant", "num_layers": 2.5}, BUILDERS, "m.yaml")
     with pytest.raises(ConfigError, match="available families: .*none registered"):
