@@ -117,16 +117,18 @@ def test_sigkill_then_resume_continues_the_run(tmp_path):
     assert payload["extra"]["epochs"] == 6
 
 
-def test_sigterm_saves_exports_and_exits_143(tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_exports_and_exits(tmp_path, signum, code):
     config, out = _config(tmp_path, max_epochs=50), tmp_path / "run"
     process = _start(config, out)
     _wait_for_epoch(out, 1, process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     output, _ = process.communicate(timeout=120)
-    assert process.returncode == 143, output
-    assert "--resume" in output and "INTERRUPTED (SIGTERM" in output
+    name = signal.Signals(signum).name
+    assert process.returncode == code, output
+    assert "--resume" in output and f"INTERRUPTED ({name}" in output
     _, payload = load_model(out / "model.pt")
-    assert payload["extra"]["interrupted"].startswith("SIGTERM at epoch")
+    assert payload["extra"]["interrupted"].startswith(f"{name} at epoch")
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["eqna"]["family"]
     assert (
         main(["--export", str(out / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "m.pt")])
