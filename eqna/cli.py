@@ -13,8 +13,6 @@ import warnings
 
 import eqna
 
-USER_ERRORS = (FileNotFoundError, ValueError, KeyError, PermissionError, IsADirectoryError)
-
 
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--version`` (eqna, torch and e3nn versions) and ``--debug`` on ``parser``."""

@@ -120,19 +120,21 @@ class VerletNeighbourList:
         self.num_builds += 1
         return True
 
-    def edges(self, positions: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def edges(self, positions: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, ...]:
         """Cached edges shorter than ``cutoff`` at ``positions`` [n, 3] and ``cell`` [3, 3].
 
         Longer edges would contribute exactly zero (the envelope vanishes beyond
         the cutoff) but cost as much as any other, so they are dropped before the model runs.
 
         Returns:
-            edge_index [2, e] int64 and cell shifts [e, 3] float64.
+            edge_index [2, e] int64, cell shifts [e, 3] float64 and edge lengths [e] Å (for
+            the distance check, which would otherwise compute them again every step).
         """
         centre, neighbour = self._edge_index
         vectors = positions[neighbour] - positions[centre] + self._shifts @ cell
-        keep = (vectors * vectors).sum(axis=1) < self.cutoff**2
-        return self._edge_index[:, keep], self._shifts[keep]
+        squared = (vectors * vectors).sum(axis=1)
+        keep = squared < self.cutoff**2
+        return self._edge_index[:, keep], self._shifts[keep], np.sqrt(squared[keep])
 
 
 class EqnaCalculator(Calculator):
@@ -194,9 +196,10 @@ class EqnaCalculator(Calculator):
         radius = self.neighbour_list.cutoff + self.neighbour_list.skin
         check_before_search(atoms, radius, self.limits, "EqnaCalculator: ")
         self.neighbour_list.update(atoms)
-        neighbours = self.neighbour_list.edges(atoms.positions, atoms.cell.array)
-        check_distances(atoms, *neighbours, self.limits, "EqnaCalculator: ")
-        graph = self.model.graph_spec.graph(atoms, neighbours=neighbours)
+        edge_index, shifts, lengths = self.neighbour_list.edges(atoms.positions, atoms.cell.array)
+        where = "EqnaCalculator: "
+        check_distances(atoms, edge_index, shifts, self.limits, where, lengths=lengths)
+        graph = self.model.graph_spec.graph(atoms, neighbours=(edge_index, shifts))
         return to_device(collate([graph]), self.device, self.dtype)
 
     def calculate(

@@ -126,7 +126,12 @@ def check_before_search(atoms: Atoms, cutoff: float, limits: GeometryLimits, whe
 
 
 def check_distances(
-    atoms: Atoms, edge_index: np.ndarray, shifts: np.ndarray, limits: GeometryLimits, where: str
+    atoms: Atoms,
+    edge_index: np.ndarray,
+    shifts: np.ndarray,
+    limits: GeometryLimits,
+    where: str,
+    lengths: np.ndarray | None = None,
 ) -> None:
     """No edge shorter than ``limits.min_distance`` (the edges searched already, reused).
 
@@ -136,10 +141,12 @@ def check_distances(
         shifts: [e, 3] integer cell shifts.
         limits: the thresholds (``min_distance`` 0 disables the check).
         where: message prefix.
+        lengths: [e] the edge lengths, when the caller has them already.
     """
     if limits.min_distance <= 0 or edge_index.shape[1] == 0:
         return
-    lengths = edge_lengths(atoms.positions, atoms.cell.array, edge_index, shifts)
+    if lengths is None:
+        lengths = edge_lengths(atoms.positions, atoms.cell.array, edge_index, shifts)
     k = int(np.argmin(lengths))
     if lengths[k] < limits.min_distance:
         i, j = (int(a) for a in edge_index[:, k])

@@ -76,8 +76,11 @@ class TrainingModule(pl.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer):
-        for name, param in self.model.named_parameters():
-            if param.grad is not None and not bool(torch.isfinite(param.grad).all()):
+        grads = [(n, p.grad) for n, p in self.model.named_parameters() if p.grad is not None]
+        if not grads or bool(torch.stack([g.isfinite().all() for _, g in grads]).all()):
+            return  # one device sync per step; names are looked up only on failure
+        for name, grad in grads:
+            if not bool(grad.isfinite().all()):
                 raise TrainingDiverged(
                     f"training diverged at epoch {self.current_epoch}, step {self.global_step}: "
                     f"non-finite gradient of {name}; nothing was exported (lower training.lr, "
