@@ -7,23 +7,20 @@ from torch import nn
 from eqna.data import keys
 from eqna.models.constraints import NonNegativeInt, PositiveFloat, PositiveInt
 from eqna.nn.geometry import edge_vectors, scatter_sum
-from eqna.nn.interaction import Interaction
+from eqna.nn.interaction import Interaction, basis_irreps
 from eqna.nn.neural_atoms import NeuralAtoms
 from eqna.nn.radial import RadialEmbedding
 from eqna.nn.readout import AtomicEnergyShift, PropertyHead, ScalarReadout
-
-
-def hidden_irreps(num_channels: int, l_max: int) -> o3.Irreps:
-    """num_channels copies of each l <= l_max with the parity of spherical harmonics."""
-    return o3.Irreps([(num_channels, (ell, (-1) ** ell)) for ell in range(l_max + 1)])
+from eqna.nn.wigner import refresh_wigner_3j
 
 
 class EquivariantNetwork(nn.Module):
-    """NequIP-style equivariant network: embedding -> interaction blocks -> readout.
+    """Equivariant network: embedding -> interaction blocks (2-body like NequIP, or many-body
+    like MACE with ``correlation`` > 1) -> readout.
 
     Graph dict -> per-atom and total energies (``output: energy``; forces and stress come from
     :class:`eqna.models.AtomisticModel`), or a per-structure ``property`` (``output:
-    property``). Node features are ``hidden_irreps(num_channels, l_max)``, e.g. ``64x0e+64x1o``.
+    property``). Node features are ``basis_irreps(num_channels, l_max)``, e.g. ``64x0e+64x1o``.
     The keyword arguments are the ``model`` section of a config, one to one.
 
     Args:
@@ -33,11 +30,17 @@ class EquivariantNetwork(nn.Module):
         r_max: cutoff radius, Å.
         num_basis: radial Bessel functions.
         polynomial_p: exponent of the polynomial cutoff envelope.
-        l_max: highest spherical-harmonic order of features and filters.
+        l_max: highest spherical-harmonic order of the node features.
+        l_max_edges: highest spherical-harmonic order of the edge filters and of the atomic
+            basis of a many-body block (None: ``l_max``).
+        correlation: body order of every block, the highest power of the atomic basis A_i
+            (1: 2-body blocks; 3: 4-body features in every layer, as MACE).
         num_channels: channels per irrep.
         num_layers: interaction blocks.
         radial_hidden: hidden widths of the radial MLP.
         readout_hidden: hidden scalars of the readout (invariants of a property head).
+        readout_every_layer: energy output: add a linear readout of the scalars of every
+            block but the last to the atomic energy.
         neural_atoms: keyword arguments of :class:`eqna.nn.neural_atoms.NeuralAtoms` (None: no
             neural atoms).
         neural_atoms_after: 0-based interaction blocks followed by a neural-atom layer. After
@@ -61,10 +64,13 @@ class EquivariantNetwork(nn.Module):
         num_basis: PositiveInt = 8,
         polynomial_p: PositiveInt = 6,
         l_max: NonNegativeInt = 1,
+        l_max_edges: NonNegativeInt | None = None,
+        correlation: PositiveInt = 1,
         num_channels: PositiveInt = 64,
         num_layers: PositiveInt = 2,
         radial_hidden: list[int] = (64,),
         readout_hidden: PositiveInt = 16,
+        readout_every_layer: bool = False,
         neural_atoms: dict | None = None,
         neural_atoms_after: list[int] = (0,),
         output: str = "energy",
@@ -82,12 +88,14 @@ class EquivariantNetwork(nn.Module):
         self.output = output
         self.r_max = float(r_max)
         self.register_buffer("elements", torch.tensor(list(elements), dtype=torch.long))
-        self.irreps_sh = o3.Irreps.spherical_harmonics(l_max)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(
+            l_max if l_max_edges is None else l_max_edges
+        )
         self.radial_embedding = RadialEmbedding(r_max, num_basis, polynomial_p)
         num_elements = len(elements)
         self.embedding = nn.Linear(num_elements, num_channels, bias=False)
         nn.init.normal_(self.embedding.weight)  # unit-variance features from a one-hot input
-        irreps_hidden = hidden_irreps(num_channels, l_max)
+        irreps_hidden = basis_irreps(num_channels, l_max)
         irreps = o3.Irreps(f"{num_channels}x0e")
         self.blocks = nn.ModuleList()
         for layer in range(num_layers):
@@ -100,6 +108,7 @@ class EquivariantNetwork(nn.Module):
                 list(radial_hidden),
                 avg_num_neighbors,
                 self_connection=layer > 0,
+                correlation=correlation,
             )
             self.blocks.append(block)
             irreps = block.irreps_out
@@ -112,6 +121,11 @@ class EquivariantNetwork(nn.Module):
                 )
             for i in sorted(set(neural_atoms_after)):
                 self.neural_atoms[str(i)] = NeuralAtoms(irreps_hidden, **neural_atoms)
+        self.layer_readouts = nn.ModuleList()
+        if output == "energy" and readout_every_layer:
+            self.layer_readouts.extend(
+                o3.Linear(block.irreps_out, o3.Irreps("0e")) for block in self.blocks[:-1]
+            )
         if output == "energy":
             self.readout = ScalarReadout(irreps, readout_hidden)
             self.energy_shift = AtomicEnergyShift(list(atomic_energies), scale, shift)
@@ -120,6 +134,14 @@ class EquivariantNetwork(nn.Module):
             self.head = PropertyHead(
                 readout_hidden, readout_hidden, pooling, list(target_mean), list(target_std)
             )
+
+        self.register_load_state_dict_post_hook(lambda module, _: refresh_wigner_3j(module))
+
+    def _apply(self, fn, recurse=True):
+        """Casts (``.double()``, ``.to(dtype)``) keep the Clebsch-Gordan tables exact."""
+        result = super()._apply(fn, recurse)
+        refresh_wigner_3j(self)
+        return result
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         vectors = edge_vectors(data)  # [e, 3]
@@ -131,15 +153,21 @@ class EquivariantNetwork(nn.Module):
         types = data[keys.NODE_TYPES]
         node_attrs = nn.functional.one_hot(types, len(self.elements)).to(vectors.dtype)
         h = self.embedding(node_attrs)
+        layer_energies = []  # [n] per block but the last (readout_every_layer)
         for i, block in enumerate(self.blocks):
             update = block(h, node_attrs, data[keys.EDGE_INDEX], edge_sh, edge_embedding)
             h = update + h if update.shape == h.shape else update
             if str(i) in self.neural_atoms:
                 h = self.neural_atoms[str(i)](h, data)
+            if i < len(self.layer_readouts):
+                layer_energies.append(self.layer_readouts[i](h).squeeze(-1))
         num_graphs = data[keys.NUM_ATOMS].shape[0]
         if self.output == "property":
             return {keys.PROPERTY: self.head(self.invariants(h), data[keys.BATCH], num_graphs)}
         coordination = scatter_sum(envelope, data[keys.EDGE_INDEX][0], h.shape[0])
-        atomic_energies = self.energy_shift(self.readout(h), coordination, types)  # [n]
+        e = self.readout(h)
+        for layer_energy in layer_energies:
+            e = e + layer_energy
+        atomic_energies = self.energy_shift(e, coordination, types)  # [n]
         energy = scatter_sum(atomic_energies, data[keys.BATCH], num_graphs)
         return {keys.ATOMIC_ENERGIES: atomic_energies, keys.ENERGY: energy}

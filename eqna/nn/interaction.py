@@ -1,4 +1,4 @@
-"""NequIP-style interaction block: radial-weighted tensor-product convolution and a gate."""
+"""Interaction block: radial-weighted tensor-product convolution, many-body product and a gate."""
 
 import torch
 from e3nn import nn as e3nn_nn
@@ -6,6 +6,7 @@ from e3nn import o3
 from torch import nn
 
 from eqna.nn.geometry import scatter_sum
+from eqna.nn.product import SymmetricProduct
 
 
 def _uvu_instructions(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
@@ -47,8 +48,20 @@ def radial_mlp(sizes: list[int]) -> e3nn_nn.FullyConnectedNet:
     return e3nn_nn.FullyConnectedNet(sizes, torch.nn.functional.silu)
 
 
+def basis_irreps(num_channels: int, l_max: int) -> o3.Irreps:
+    """num_channels copies of each l <= l_max with the parity of spherical harmonics."""
+    return o3.Irreps([(num_channels, (ell, (-1) ** ell)) for ell in range(l_max + 1)])
+
+
 class Interaction(nn.Module):
-    """h_i <- Gate(W_down sum_j TP(W_up h_j, Y(r_ij); R(r_ij)) / avg_n + SelfInt(h_i, z_i)).
+    """h_i <- Gate(W B(A_i, z_i) + SelfInt(h_i, z_i)), A_i = W_down sum_j TP(W_up h_j, Y(r_ij);
+    R(r_ij)) / avg_n.
+
+    With ``correlation`` 1, B is the identity and W_down maps straight to the gate (NequIP's
+    2-body block). With correlation nu > 1, A_i is the atomic basis, ``num_channels`` copies of
+    every irrep up to the edges' l (``irreps_sh``), and B its channel-wise symmetric powers up
+    to nu with per-element weights (:class:`eqna.nn.product.SymmetricProduct`, MACE's body
+    order), mapped to the gate by W.
 
     Args:
         irreps_in: node feature irreps entering the block.
@@ -60,6 +73,7 @@ class Interaction(nn.Module):
         avg_num_neighbors: normaliser of the neighbour sum.
         self_connection: add the self-interaction. The first block has none, so an atom
             without neighbours gets zero features and exactly its reference energy E0.
+        correlation: highest power of the atomic basis (1: a 2-body block).
     """
 
     def __init__(
@@ -72,13 +86,22 @@ class Interaction(nn.Module):
         radial_hidden: list[int],
         avg_num_neighbors: float,
         self_connection: bool = True,
+        correlation: int = 1,
     ):
         super().__init__()
         self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
         self.avg_num_neighbors = float(avg_num_neighbors)
         self.gate = build_gate(self.irreps_out)
         self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
-        irreps_mid, instructions = _uvu_instructions(self.irreps_in, irreps_sh, self.irreps_out)
+        self.product = None
+        irreps_target = self.irreps_out
+        if correlation > 1:
+            channels = {mul for mul, _ in self.irreps_out}
+            if len(channels) != 1:
+                raise ValueError("a many-body block needs one channel count for all irreps")
+            l_top = max(ir.l for _, ir in o3.Irreps(irreps_sh))
+            irreps_target = basis_irreps(channels.pop(), l_top)
+        irreps_mid, instructions = _uvu_instructions(self.irreps_in, irreps_sh, irreps_target)
         self.tp = o3.TensorProduct(
             self.irreps_in,
             irreps_sh,
@@ -88,7 +111,14 @@ class Interaction(nn.Module):
             internal_weights=False,
         )
         self.radial = radial_mlp([num_basis, *radial_hidden, self.tp.weight_numel])
-        self.linear_down = o3.Linear(irreps_mid, self.gate.irreps_in)
+        if correlation > 1:
+            self.linear_down = o3.Linear(irreps_mid, irreps_target)
+            self.product = SymmetricProduct(
+                irreps_target, self.irreps_out, correlation, num_elements
+            )
+            self.linear_product = o3.Linear(self.irreps_out, self.gate.irreps_in)
+        else:
+            self.linear_down = o3.Linear(irreps_mid, self.gate.irreps_in)
         self.self_interaction = (
             o3.FullyConnectedTensorProduct(
                 self.irreps_in, o3.Irreps(f"{num_elements}x0e"), self.gate.irreps_in
@@ -109,5 +139,7 @@ class Interaction(nn.Module):
         skip = self.self_interaction(h, node_attrs) if self.self_interaction is not None else 0.0
         h = self.linear_up(h)
         messages = self.tp(h[neighbour], edge_sh, self.radial(edge_embedding))  # [e, mid]
-        h = scatter_sum(messages, centre, h.shape[0]) / self.avg_num_neighbors
-        return self.gate(self.linear_down(h) + skip)
+        a = self.linear_down(scatter_sum(messages, centre, h.shape[0]) / self.avg_num_neighbors)
+        if self.product is not None:
+            a = self.linear_product(self.product(a, node_attrs))
+        return self.gate(a + skip)
