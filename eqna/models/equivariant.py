@@ -11,7 +11,7 @@ from eqna.nn.interaction import Interaction, basis_irreps
 from eqna.nn.neural_atoms import NeuralAtoms
 from eqna.nn.radial import RadialEmbedding
 from eqna.nn.readout import AtomicEnergyShift, PropertyHead, ScalarReadout
-from eqna.nn.wigner import refresh_wigner_3j
+from eqna.nn.exact_tables import refresh_exact_tables
 
 
 class EquivariantNetwork(nn.Module):
@@ -135,12 +135,12 @@ class EquivariantNetwork(nn.Module):
                 readout_hidden, readout_hidden, pooling, list(target_mean), list(target_std)
             )
 
-        self.register_load_state_dict_post_hook(lambda module, _: refresh_wigner_3j(module))
+        self.register_load_state_dict_post_hook(lambda module, _: refresh_exact_tables(module))
 
     def _apply(self, fn, recurse=True):
         """Casts (``.double()``, ``.to(dtype)``) keep the Clebsch-Gordan tables exact."""
         result = super()._apply(fn, recurse)
-        refresh_wigner_3j(self)
+        refresh_exact_tables(self)
         return result
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
