@@ -46,6 +46,15 @@ def _suggestion(atoms: Atoms, weight: str, key: str, words: tuple[str, ...]) -> 
     return f"set data.{key} to the key holding them, or training.{weight}=0"
 
 
+def _asked(training, weight: str) -> tuple[str, float]:
+    """The loss weight's key and value, or stage two's where only that one is positive."""
+    second = f"stage_two_{weight}"
+    value = getattr(training, weight)
+    staged = getattr(training, "stage_two_fraction", None) is not None
+    later = getattr(training, second, None) if staged else None
+    return (second, later) if value <= 0 and later else (weight, value)
+
+
 def check_requested(frames: list[Atoms], label_keys: LabelKeys, training, name: str) -> None:
     """A label the loss weighs (``training.*_weight > 0``) must be in some training frame.
 
@@ -53,14 +62,14 @@ def check_requested(frames: list[Atoms], label_keys: LabelKeys, training, name: 
         frames: the structures of the training file.
         label_keys: where the labels are looked up.
         training: the ``training`` config section (``energy_weight``, ``forces_weight``,
-            ``stress_weight``).
+            ``stress_weight``, and stage two's).
         name: the training file, for the message.
 
     Raises:
         DataError: naming the file, the key looked for and the keys frame 0 does have.
     """
     for weight, label, key, words in _REQUESTED:
-        value = getattr(training, weight)
+        weight, value = _asked(training, weight)
         if value <= 0 or any(_has(atoms, label, label_keys) for atoms in frames):
             continue
         looked = f"data.{key}={getattr(label_keys, label)!r}"

@@ -18,11 +18,13 @@ PROPERTY_LOSSES = ("mae", "mse", "huber")
 
 @dataclass
 class PotentialTask:
-    """Energies, forces and (where labelled) stress; the loss of :func:`weighted_loss`."""
+    """Energies, forces and (where labelled) stress; the loss of :func:`weighted_loss`
+    (squared error, or Huber with ``huber_delta``)."""
 
     energy_weight: float = 1.0
     forces_weight: float = 10.0
     stress_weight: float = 0.0
+    huber_delta: float | None = None
 
     def predict(self, model, batch, training: bool = False) -> dict[str, torch.Tensor]:
         with torch.enable_grad():  # forces are a derivative, also in validation
@@ -31,7 +33,12 @@ class PotentialTask:
 
     def loss(self, pred, batch):
         return weighted_loss(
-            pred, batch, self.energy_weight, self.forces_weight, self.stress_weight
+            pred,
+            batch,
+            self.energy_weight,
+            self.forces_weight,
+            self.stress_weight,
+            self.huber_delta,
         )
 
     def residuals(self, pred, batch) -> dict[str, torch.Tensor]:
@@ -89,6 +96,6 @@ def make_task(model, training_cfg) -> "PotentialTask | PropertyTask":
     ``training`` config section."""
     if not model.is_potential:
         return PropertyTask.for_model(model, training_cfg.property_loss, training_cfg.huber_delta)
-    return PotentialTask(
-        training_cfg.energy_weight, training_cfg.forces_weight, training_cfg.stress_weight
-    )
+    cfg = training_cfg
+    delta = cfg.loss_huber_delta if cfg.loss == "huber" else None
+    return PotentialTask(cfg.energy_weight, cfg.forces_weight, cfg.stress_weight, delta)

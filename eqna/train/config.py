@@ -148,9 +148,16 @@ def validate_model_section(
     return resolved
 
 
-def _check_task(model: dict, data: DataConfig, errs: Errors) -> None:
-    """A property model needs a target key; a potential must not have one."""
+def _check_task(model: dict, data: DataConfig, training, errs: Errors) -> None:
+    """A property model needs a target key (and has its own loss); a potential must not have
+    one."""
     output = model.get("output", "energy")
+    if output == "property" and training is not None and training.loss != "mse":
+        errs.add(
+            "training.loss",
+            f"training.loss: {training.loss!r} is the loss of potentials; a property model "
+            "(model.output: property) sets training.property_loss",
+        )
     if output == "property" and not data.target_key:
         errs.add(
             "data.target_key",
@@ -183,7 +190,7 @@ def _build_config(raw: Any, source: str, builders: Mapping | None, origins: Mapp
     data = _validate(DataConfig, sections["data"], "data.", errs)
     training = _validate(TrainingConfig, sections["training"], "training.", errs)
     if data is not None and model:
-        _check_task(model, data, errs)
+        _check_task(model, data, training, errs)
     errs.raise_if_any()
     return Config(model, data, training, name=Path(source).stem, source=source)
 

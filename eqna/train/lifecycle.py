@@ -59,8 +59,8 @@ class StopRequest:
 
 
 class ResumePoint(pl.Callback):
-    """Writes ``last.ckpt`` every ``every_minutes`` inside long epochs and when asked to stop
-    (the epoch-end ``last.ckpt`` comes from ModelCheckpoint)."""
+    """Writes ``last.ckpt`` at every epoch's end, every ``every_minutes`` inside long epochs
+    and when asked to stop."""
 
     def __init__(self, path: Path, every_minutes: float, stop: StopRequest):
         self.path, self.interval, self.stop = str(path), 60.0 * every_minutes, stop
@@ -75,7 +75,9 @@ class ResumePoint(pl.Callback):
             raise Interrupted(self.stop.signum, trainer.current_epoch)
 
     def on_validation_end(self, trainer, pl_module):
-        self._saved = time.monotonic()  # ModelCheckpoint has just written last.ckpt
+        if not trainer.sanity_checking:  # ModelCheckpoint (run after this) rewrites last.ckpt
+            trainer.save_checkpoint(self.path)  # only in epochs that improve val_loss
+        self._saved = time.monotonic()
 
 
 class ContinueMetrics(pl.Callback):

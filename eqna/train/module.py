@@ -13,6 +13,8 @@ from eqna.nn.neural_atoms import gate_penalty, k_eff_summary
 from eqna.tasks.metrics import ErrorAccumulator
 from eqna.tasks.tasks import make_task
 
+STAGE_WEIGHTS = ("energy_weight", "forces_weight", "stress_weight")
+
 
 def _numpy_state() -> dict:
     """NumPy's global RNG state as tensors and numbers (checkpoints load with weights_only)."""
@@ -52,6 +54,26 @@ class TrainingModule(pl.LightningModule):
             )
         self._val_errors = ErrorAccumulator()
         self._val_loss = []
+        self.stage = 1  # 2 after the switch of eqna.train.recipe (training.stage_two_fraction)
+
+    def loss_weights(self) -> dict[str, float]:
+        """The task's loss weights now (potentials; {} for property models)."""
+        return {k: getattr(self.task, k) for k in STAGE_WEIGHTS if hasattr(self.task, k)}
+
+    def start_stage_two(self) -> None:
+        """Stage two: its loss weights, and the EMA restarted from the current weights (its
+        model is the average over stage two only). The learning rate is the recipe's."""
+        self._stage_two_weights()
+        if self.ema is not None:
+            self.ema.n_averaged.zero_()  # the next update copies instead of averaging
+            self.ema.update_parameters(self.model)
+
+    def _stage_two_weights(self) -> None:
+        self.stage = 2
+        for name in self.loss_weights():
+            value = getattr(self.cfg, f"stage_two_{name}")
+            if value is not None:
+                setattr(self.task, name, value)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -98,6 +120,7 @@ class TrainingModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         checkpoint["eqna"] = self.meta
         checkpoint["eqna_train_seconds"] = self.train_seconds
+        checkpoint["eqna_stage"] = self.stage
         checkpoint["eqna_rng"] = {
             "torch": torch.get_rng_state(),
             "numpy": _numpy_state(),
@@ -107,6 +130,8 @@ class TrainingModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.seconds_before = float(checkpoint.get("eqna_train_seconds", 0.0))
+        if checkpoint.get("eqna_stage", 1) == 2:
+            self._stage_two_weights()  # the EMA and the lr come with the checkpoint
         rng = checkpoint.get("eqna_rng")
         if rng is None:
             return
@@ -134,9 +159,15 @@ class TrainingModule(pl.LightningModule):
         total = sum(n for _, n in self._val_loss)
         loss = sum(v * n for v, n in self._val_loss) / max(total, 1)
         self.log("val_loss", loss, prog_bar=True)
+        self.log("stage", float(self.stage))  # val_loss changes definition with the stage
         for name, value in self._val_errors.compute().items():
             self.log(f"val_{name}", value, prog_bar=name == "forces_mae")
         self._val_errors, self._val_loss = ErrorAccumulator(), []
+
+    def lr_scheduler_step(self, scheduler, metric):
+        if self.stage == 2:
+            return  # stage two keeps its constant lr: the epoch schedulers pause
+        super().lr_scheduler_step(scheduler, metric)
 
     def configure_optimizers(self):
         cfg = self.cfg
@@ -147,7 +178,7 @@ class TrainingModule(pl.LightningModule):
             opt = torch.optim.Adam(
                 trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True
             )
-        if cfg.scheduler == "none":
+        if cfg.scheduler in ("none", "cosine_time"):  # cosine_time: eqna.train.recipe, per step
             return opt
         if cfg.scheduler == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.max_epochs, cfg.min_lr)

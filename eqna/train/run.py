@@ -32,6 +32,7 @@ from eqna.train.lifecycle import (
     StopRequest,
 )
 from eqna.train.module import TrainingModule
+from eqna.train.recipe import Recipe
 from eqna.train.run_folder import (
     RunLock,
     check_fresh,
@@ -131,6 +132,8 @@ def _callbacks(config: Config, out: Path, stop: StopRequest, resuming: bool) -> 
         LearningRateMonitor(logging_interval="epoch"),
         EpochLine(),
     ]
+    if config.training.scheduler == "cosine_time" or config.training.stage_two_fraction:
+        callbacks.append(Recipe(config.training))
     if config.training.early_stopping_patience is not None:
         callbacks.append(
             EarlyStopping("val_loss", patience=config.training.early_stopping_patience)
@@ -181,6 +184,8 @@ def train(
     """
     out = Path(out)
     check_setup(config.training)
+    if config.training.num_threads is not None:
+        torch.set_num_threads(config.training.num_threads)
     resume_from = check_resumable(out, config.to_dict()) if resume else None
     if not resume:
         check_fresh(out, overwrite)
@@ -224,6 +229,8 @@ def _fit_and_export(config, out, data, built, stop, resume_from) -> dict:
     final = module.eval_model.cpu()
     check_finite(final, f"{out}: trained model")
     extra = {"train_seconds": module.train_seconds, "epochs": trainer.current_epoch}
+    if config.training.stage_two_fraction is not None:
+        extra["stage"] = module.stage  # 2: the best (EMA) weights of stage two
     extra.update(k_eff_summary(final))
     if interrupted is not None:
         extra["interrupted"] = str(interrupted)

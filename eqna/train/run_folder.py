@@ -21,8 +21,8 @@ ARTEFACTS = (
     "config.yaml", "logs", "checkpoints", "model.pt", "test_metrics.md", "test_metrics.json",
     "tensorboard",
 )  # fmt: skip
-BUDGET_KEYS = ("training.max_time_minutes", "training.max_epochs")
-"""What a resumed run may change: its budget."""
+BUDGET_KEYS = ("training.max_time_minutes", "training.max_epochs", "training.num_threads")
+"""What a resumed run may change: its budget (and the CPU threads it runs on)."""
 
 
 class RunFolderError(ValueError):
@@ -50,6 +50,17 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return [f"{k}: {a.get(k)!r} in the folder, {b.get(k)!r} now" for k in keys]
 
 
+def _with_defaults(saved: dict) -> dict:
+    """A folder's config with the keys added to eqna since it was written at their defaults
+    (as written if it no longer validates: the differences then say why)."""
+    from eqna.train.config import ConfigError, config_from_dict
+
+    try:
+        return config_from_dict(saved).to_dict()
+    except ConfigError:
+        return saved
+
+
 def check_resumable(out: Path, config: dict) -> Path:
     """The checkpoint to resume ``out`` from; refuses a folder without one or another config."""
     checkpoint = last_checkpoint(out)
@@ -58,7 +69,7 @@ def check_resumable(out: Path, config: dict) -> Path:
             f"{out}: --resume needs a run folder with config.yaml and {checkpoint.relative_to(out)}"
             " (none found: start the run without --resume)"
         )
-    saved = yaml.safe_load((out / "config.yaml").read_text())
+    saved = _with_defaults(yaml.safe_load((out / "config.yaml").read_text()))
     differences = config_differences(saved, config)
     if differences:
         raise RunFolderError(

@@ -108,29 +108,76 @@ class TrainingConfig(Section):
     optimizer: Literal["adamw", "adam_amsgrad"] = Field("adamw", description="optimiser")
     lr: float = Field(5e-3, gt=0, description="initial learning rate")
     weight_decay: float = Field(0.0, ge=0, description="weight decay of the optimiser")
-    scheduler: Literal["plateau", "cosine", "none"] = Field(
-        "plateau", description="reduce lr on validation-loss plateau, anneal to min_lr, or none"
+    scheduler: Literal["plateau", "cosine", "cosine_time", "none"] = Field(
+        "plateau",
+        description="plateau: reduce lr on validation-loss plateau; cosine: anneal to min_lr "
+        "over max_epochs, per epoch; cosine_time: per step, linear warm-up from min_lr over "
+        "warmup_fraction of the budget, then cosine to min_lr at its end (to stage_two_lr at "
+        "the switch when stage two is on); the budget is max_time_minutes of training wall "
+        "time (resumed sessions included) or max_epochs, whichever runs out first; none",
     )
     scheduler_patience: int = Field(10, ge=0, description="plateau patience in epochs")
     scheduler_factor: float = Field(0.5, gt=0, lt=1, description="plateau lr factor")
     min_lr: float = Field(1e-6, ge=0, description="learning rate floor of the schedulers")
+    warmup_fraction: float = Field(
+        0.02, ge=0, lt=1, description="cosine_time: linear warm-up over this fraction of the budget"
+    )
     ema_decay: float | None = Field(0.99, gt=0, lt=1, description="weight EMA; null: none")
     energy_weight: float = Field(1.0, ge=0, description="loss weight of energies (per atom)")
     forces_weight: float = Field(10.0, ge=0, description="loss weight of forces")
     stress_weight: float = Field(0.0, ge=0, description="loss weight of stresses")
+    loss: Literal["mse", "huber"] = Field(
+        "mse",
+        description="potentials: squared error, or Huber (squared below loss_huber_delta, "
+        "linear above: robust to outliers) on energy per atom, force and stress components",
+    )
+    loss_huber_delta: float = Field(
+        0.01,
+        gt=0,
+        description="loss=huber: the transition, in eV/atom, eV/Å and eV/Å³ (MACE's 0.01)",
+    )
+    stage_two_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="second stage (MACE's SWA stage) over the last fraction of the budget: "
+        "stage_two_* loss weights, constant lr stage_two_lr, EMA restarted from the current "
+        "weights, early stopping and best checkpoint restarted; the model exported is stage "
+        "two's best (an early stop in stage one ends the run without it); null: one stage",
+    )
+    stage_two_energy_weight: float | None = Field(
+        None, ge=0, description="stage two's energy_weight; null: unchanged"
+    )
+    stage_two_forces_weight: float | None = Field(
+        None, ge=0, description="stage two's forces_weight; null: unchanged"
+    )
+    stage_two_stress_weight: float | None = Field(
+        None, ge=0, description="stage two's stress_weight; null: unchanged"
+    )
+    stage_two_lr: float = Field(
+        1e-3,
+        gt=0,
+        validate_default=True,
+        description="stage two's constant learning rate (at most lr; the schedulers pause)",
+    )
     gate_penalty: float = Field(
         1e-3, ge=0, description="lambda of the L1 penalty lambda * sum_k g_k on neural-atom gates"
     )
     property_loss: Literal["mae", "mse", "huber"] = Field(
         "mae", description="property models: loss on residuals in units of the target std"
     )
-    huber_delta: float = Field(0.1, gt=0, description="Huber transition in target stds")
+    huber_delta: float = Field(
+        0.1, gt=0, description="property_loss=huber: the transition, in target stds"
+    )
     early_stopping_patience: int | None = Field(
         30, ge=1, description="epochs without improvement before stopping; null: never stop"
     )
     gradient_clip: float | None = Field(10.0, gt=0, description="gradient norm clip; null: none")
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = Field(
         "auto", description="Lightning accelerator; cuda is read as gpu"
+    )
+    num_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (torch.set_num_threads); null: torch's default"
     )
     progress_bar: bool = Field(True, description="show the Lightning progress bar")
     log_every_n_steps: int = Field(10, ge=1, description="logging interval in steps")
@@ -148,6 +195,36 @@ class TrainingConfig(Section):
     loggers: list[Literal["csv", "tensorboard"]] = Field(
         ["csv"], description="Lightning loggers a run writes (tensorboard needs its package)"
     )
+
+    @field_validator("stage_two_fraction")
+    @classmethod
+    def _stage_two_fits(cls, fraction: float | None, info: ValidationInfo) -> float | None:
+        if fraction is None:
+            return fraction
+        if "ema_decay" in info.data and info.data["ema_decay"] is None:
+            raise ValueError(
+                "needs training.ema_decay (stage two's model is the EMA restarted at the "
+                "switch), got ema_decay null; set e.g. training.ema_decay=0.99"
+            )
+        warmup = info.data.get("warmup_fraction")
+        if info.data.get("scheduler") == "cosine_time" and warmup is not None:
+            if warmup + fraction >= 1:
+                raise ValueError(
+                    "training.warmup_fraction + training.stage_two_fraction must be < 1 "
+                    f"(warm-up and cosine are stage one), got {warmup} + {fraction}"
+                )
+        return fraction
+
+    @field_validator("stage_two_lr")
+    @classmethod
+    def _stage_two_lr_lower(cls, lr: float, info: ValidationInfo) -> float:
+        first = info.data.get("lr")
+        if info.data.get("stage_two_fraction") is not None and first is not None and lr > first:
+            raise ValueError(
+                f"must be at most training.lr ({first:g}) (stage two continues at a lower "
+                f"learning rate), got {lr:g}"
+            )
+        return lr
 
     @field_validator("accelerator")
     @classmethod

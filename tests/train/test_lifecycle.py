@@ -136,3 +136,16 @@ def test_a_signal_saves_exports_and_exits(tmp_path, signum, code):
     )
     model, _ = load_model(tmp_path / "m.pt")
     assert model.is_potential
+
+
+def test_last_checkpoint_follows_every_epoch_without_improvement(tmp_path):
+    """ModelCheckpoint writes last.ckpt only when val_loss improves; the resume point must
+    not stay behind at the last improvement."""
+    out = tmp_path / "run"
+    config = _config(tmp_path, max_epochs=3, lr=1e-30, ema_decay=None)  # weights never move
+    assert main([config, "-o", str(out)]) == 0
+    with (out / "logs" / "metrics.csv").open(newline="") as handle:
+        losses = [r["val_loss"] for r in csv.DictReader(handle) if r.get("val_loss")]
+    assert len(set(losses)) == 1  # no epoch after the first improves
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2
