@@ -66,7 +66,11 @@ class MaceSettings:
 
 def to_mace_frames(frames: list[Atoms], isolated: list[Atoms] = ()) -> list[Atoms]:
     """Copies with the labels as MACE's REF_energy / REF_forces / REF_stress (3x3, ASE sign)
-    keys, the isolated atoms first with ``config_type=IsolatedAtom`` (MACE's E0s)."""
+    keys, the isolated atoms first with ``config_type=IsolatedAtom`` (MACE's E0s). Isolated
+    atoms of elements no frame has are left out: MACE would count them as elements of the
+    model and fail (the ethanol set ships an N atom)."""
+    present = {int(z) for atoms in frames for z in atoms.numbers}
+    isolated = [a for a in isolated if {int(z) for z in a.numbers} <= present]
     out = []
     for atoms, lone in [(a, True) for a in isolated] + [(a, False) for a in frames]:
         copy = atoms.copy()

@@ -6,12 +6,12 @@ from torch import nn
 
 from eqna.data import keys
 from eqna.models.constraints import NonNegativeInt, PositiveFloat, PositiveInt
+from eqna.nn.exact_tables import refresh_exact_tables
 from eqna.nn.geometry import edge_vectors, scatter_sum
 from eqna.nn.interaction import Interaction, basis_irreps
 from eqna.nn.neural_atoms import NeuralAtoms
 from eqna.nn.radial import RadialEmbedding
 from eqna.nn.readout import AtomicEnergyShift, PropertyHead, ScalarReadout
-from eqna.nn.exact_tables import refresh_exact_tables
 
 
 class EquivariantNetwork(nn.Module):

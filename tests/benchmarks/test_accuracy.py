@@ -57,6 +57,14 @@ def test_mace_frames_carry_ref_keys_and_isolated_atoms_first(frames, tmp_path):
     assert frames[0].calc is not None  # the originals are untouched
 
 
+def test_isolated_atoms_of_absent_elements_are_left_out(frames):
+    rng = np.random.default_rng(2)
+    isolated = [labelled(Atoms(symbol), rng, stress=False) for symbol in ("H", "N", "O")]
+    kept = to_mace_frames(frames, isolated)[:2]
+    assert [a.get_chemical_symbols() for a in kept] == [["H"], ["O"]]
+    assert all(a.info["config_type"] == "IsolatedAtom" for a in kept)
+
+
 def test_score_matches_eqna_metrics(frames):
     rng = np.random.default_rng(2)
     predicted, accumulator = [], ErrorAccumulator()
