@@ -132,8 +132,9 @@ class SymmetricProduct(nn.Module):
             order: [math.comb(k + order - 1, order - 1) for k in range(self.dim)]
             for order in range(2, self.correlation + 1)
         }
-        # one table per target: [sum_nu M_nu, K_total * (2L+1)], and the order of each column
-        orders = {}
+        # one table per target, [M of all orders, K of all orders, 2L+1] block-diagonal by
+        # order, and the order of each of its K columns
+        self.column_orders = []
         for t, target in enumerate(targets):
             pieces, column_orders = [], []
             for order in range(1, self.correlation + 1):
@@ -151,16 +152,12 @@ class SymmetricProduct(nn.Module):
                 full[row : row + p.shape[0], col : col + p.shape[1]] = p
                 row, col = row + p.shape[0], col + p.shape[1]
             self._exact[f"table_{t}"] = full
-            self.register_buffer(f"table_{t}", full.float(), persistent=False)
-            orders[t] = column_orders
-        self.column_orders = [torch.tensor(orders[t]) for t in range(len(targets))]
+            self.register_buffer(f"table_{t}", full.to(torch.get_default_dtype()), persistent=False)
+            self.column_orders.append(torch.tensor(column_orders))
         self.weights = nn.ParameterList(
-            nn.Parameter(
-                torch.randn(num_elements, len(orders[t]), self.mul) / math.sqrt(len(orders[t]))
-            )
-            for t in range(len(targets))
+            nn.Parameter(torch.randn(num_elements, len(c), self.mul) / math.sqrt(len(c)))
+            for c in self.column_orders
         )
-        self.refresh_exact()
 
     @torch.no_grad()
     def refresh_exact(self) -> None:
