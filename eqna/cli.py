@@ -21,6 +21,14 @@ def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A command's parser: its module docstring kept as written, ``--version`` and ``--debug``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    return add_version(parser)
+
+
 def version_line() -> str:
     import e3nn
     import torch

@@ -10,6 +10,7 @@ import torch
 from ase import Atoms
 
 from eqna.data import keys
+from eqna.data.ase_db import is_ase_db, read_ase_db
 from eqna.data.cgcnn_folder import ID_PROP, is_cgcnn_folder, read_cgcnn_folder
 from eqna.data.errors import DataError
 from eqna.data.graph import GraphSpec
@@ -50,9 +51,14 @@ def resolve_path(spec: str) -> Path:
     return path
 
 
-def read_structures(spec: str) -> list[Atoms]:
-    """All frames of a file in any format ASE reads (extxyz first), or of a CGCNN folder."""
+def read_structures(spec: str, select: str | None = None) -> list[Atoms]:
+    """All frames of a file in any format ASE reads (extxyz first), of a CGCNN folder, or the
+    rows of an ASE database that match ``select`` (:mod:`eqna.data.ase_db`)."""
     path = resolve_path(spec)
+    if is_ase_db(path):
+        return read_ase_db(path, select)
+    if select is not None:
+        raise DataError(f"{spec}: a selection ({select!r}) needs an ASE database (.db)")
     if is_cgcnn_folder(path):
         try:
             return read_cgcnn_folder(path)

@@ -11,6 +11,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from eqna.data import keys as graph_keys
+from eqna.data.ase_db import is_ase_db
 from eqna.data.collate import collate, to_device
 from eqna.data.coverage import check_elements_trained, check_requested, check_weights
 from eqna.data.datasets import (
@@ -20,6 +21,7 @@ from eqna.data.datasets import (
     extract_labels,
     is_isolated_atom,
     read_structures,
+    resolve_path,
     split_indices,
 )
 from eqna.data.graph import GraphSpec
@@ -104,10 +106,25 @@ def _atomic_energies(cfg, isolated, train: GraphDataset, elements, known=None) -
     return list(least_squares_energies(train.graphs, elements, f"{cfg.train}: ").values())
 
 
+def _read_source(cfg, spec: str):
+    """The frames of one of data.train/valid/test, ``data.select`` applied to a database."""
+    return read_structures(spec, cfg.select if is_ase_db(resolve_path(spec)) else None)
+
+
+def _check_selection(cfg) -> None:
+    specs = [s for s in (cfg.train, cfg.valid, cfg.test) if s]
+    if cfg.select is not None and not any(is_ase_db(resolve_path(s)) for s in specs):
+        raise DataError(
+            f"data.select ({cfg.select!r}) selects rows of an ASE database, but none of "
+            f"data.train/valid/test is one ({', '.join(specs)})"
+        )
+
+
 def _read(cfg, keys: LabelKeys, training) -> tuple:
     """Training frames (isolated atoms apart) with their frame numbers, the isolated-atom
     frames, and the valid/test files' frames; labels the loss needs checked at once."""
-    frames = read_structures(cfg.train)
+    _check_selection(cfg)
+    frames = _read_source(cfg, cfg.train)
     if training is not None and not keys.properties:
         check_requested(frames, keys, training, cfg.train)
     reference = [not keys.properties and is_isolated_atom(a) for a in frames]
@@ -120,7 +137,7 @@ def _read(cfg, keys: LabelKeys, training) -> tuple:
     if cfg.max_train_frames is not None:
         ids = ids[: cfg.max_train_frames]
     extra = {
-        name: read_structures(spec)
+        name: _read_source(cfg, spec)
         for name, spec in (("valid", cfg.valid), ("test", cfg.test))
         if spec
     }

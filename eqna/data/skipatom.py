@@ -10,7 +10,6 @@ vectors W [V, d], loss ``-sum_ab C_ab log softmax_b(E_a . W_b) / sum C``. The ta
 are written to JSON, one row per element, and read back with :func:`load_skipatom`.
 """
 
-import argparse
 import json
 import math
 import os
@@ -250,11 +249,9 @@ def load_skipatom(path: str | Path, elements: Sequence[int]) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eqna.cli import add_version
+    from eqna.cli import command_parser
 
-    parser = argparse.ArgumentParser(prog="eqna-skipatom", description=__doc__)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_version(parser)
+    parser = command_parser("eqna-skipatom", __doc__)
     parser.add_argument("data", nargs="+", help="structure files (any ASE format, .gz ok)")
     parser.add_argument("-o", "--output", required=True, help="embedding JSON to write")
     parser.add_argument("--dim", type=int, default=30)

@@ -164,7 +164,7 @@ def load(args: argparse.Namespace, device: torch.device) -> Loaded:
     model, payload = load_model(resolve_model_path(args.model), device, dtype)
     if args.prune_epsilon is not None:
         set_prune_epsilon(model, args.prune_epsilon)
-    structures = read_structures(args.data)
+    structures = read_structures(args.data, args.select)
     keys = label_keys(args, model, payload)
     read_keys = keys
     if keys.properties and not any(all(t in a.info for t in keys.properties) for a in structures):
@@ -229,7 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="model.pt written by eqna-train, or a zoo name")
-    parser.add_argument("data", help="structures (any ASE format, e.g. extxyz)")
+    parser.add_argument(
+        "data", help="structures (any ASE format, e.g. extxyz, or an ASE database .db)"
+    )
+    parser.add_argument(
+        "--select", help="rows of an ASE database to evaluate (ASE db selection syntax)"
+    )
     parser.add_argument("--json", help="write the metrics to this JSON file")
     parser.add_argument(
         "--plot",

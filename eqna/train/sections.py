@@ -24,9 +24,17 @@ Text = Annotated[str, AfterValidator(_not_blank)]
 class DataConfig(Section):
     """The ``data`` section."""
 
-    train: Text = Field(description="training frames: extxyz path or embedded:NAME")
+    train: Text = Field(
+        description="training frames: any ASE-readable file (extxyz, ...), an ASE database "
+        "(.db), a CGCNN folder or embedded:NAME"
+    )
     valid: Text | None = Field(None, description="validation frames; null: split off train")
     test: Text | None = Field(None, description="test frames; null: split off train")
+    select: Text | None = Field(
+        None,
+        description="ASE db selection (e.g. 'config_type=bulk,natoms<64') applied to each of "
+        "train/valid/test that is an ASE database; null: all rows",
+    )
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of train to validate")
     test_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of train to test")
     split_seed: int = Field(0, ge=0, description="seed of the random train/valid/test split")

@@ -162,6 +162,23 @@ def test_metrics_per_config_type_in_tables_and_json(tmp_path, capsys):
     }
 
 
+def test_evaluate_selected_rows_of_a_database_as_the_same_file(tmp_path):
+    from eqna.data.to_db import main as eqna_db
+
+    model, frames = _save_model(tmp_path), _molecules(10, 16)
+    for atoms, kind in zip(frames, ["md", "relax", "md", "md", "relax", "md"]):
+        atoms.info["config_type"] = kind
+    ase.io.write(tmp_path / "all.xyz", frames)
+    ase.io.write(tmp_path / "md.xyz", [a for a in frames if a.info["config_type"] == "md"])
+    assert eqna_db([str(tmp_path / "all.xyz"), "-o", str(tmp_path / "all.db")]) == 0
+    db_args = [str(tmp_path / "all.db"), "--select", "config_type=md"]
+    assert main([model, *db_args, "--json", str(tmp_path / "db.json")]) == 0
+    assert main([model, str(tmp_path / "md.xyz"), "--json", str(tmp_path / "xyz.json")]) == 0
+    from_db = json.loads((tmp_path / "db.json").read_text())
+    assert from_db == json.loads((tmp_path / "xyz.json").read_text())
+    assert from_db["forces_mae"] > 0
+
+
 def _no_model_work(*args, **kwargs):
     raise AssertionError("the model was loaded before the arguments were checked")
 

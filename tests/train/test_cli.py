@@ -8,6 +8,7 @@ import yaml
 from helpers import tiny_config
 
 from eqna.data.skipatom import main as skipatom_main
+from eqna.data.to_db import main as db_main
 from eqna.evaluate.cli import main as evaluate_main
 from eqna.md.cli import main as md_main
 from eqna.models.zoo import main as zoo_main
@@ -19,6 +20,7 @@ COMMANDS = {
     "eqna-md": md_main,
     "eqna-zoo": zoo_main,
     "eqna-skipatom": skipatom_main,
+    "eqna-db": db_main,
 }
 
 
