@@ -48,6 +48,10 @@ def configure_logging(verbose: bool = True) -> None:
     # Lightning's advert for its hosted logger, printed at every Trainer start
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLitLoggerTip())
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropLitLoggerTip())
+    # logged at every checkpoint: eqna saves full training state on purpose (resume needs it)
+    for name in ("pytorch_lightning", "lightning.pytorch"):
+        connector = f"{name}.trainer.connectors.checkpoint_connector"
+        logging.getLogger(connector).addFilter(_DropWeightsOnlyNote())
     # torch's pytree deprecation, raised inside upstream code we do not control
     warnings.filterwarnings("ignore", message=r".*_register_pytree_node.*", category=Warning)
     warnings.filterwarnings("ignore", message=r".*register_pytree_node.*deprecated.*")
@@ -69,6 +73,11 @@ class _DropLitLoggerTip(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage().lower()
         return "litlogger" not in message and "litmodels" not in message
+
+
+class _DropWeightsOnlyNote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`weights_only` was not set" not in record.getMessage()
 
 
 def user_error(err: BaseException, debug: bool = False) -> int:

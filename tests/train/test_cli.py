@@ -178,3 +178,16 @@ def test_empty_structures_are_refused(tmp_path):
     atoms.calc = EqnaCalculator("acac-equivariant-na")
     with pytest.raises(DataError, match="no atoms"):
         atoms.get_potential_energy()
+
+
+def test_lightning_note_at_every_checkpoint_is_dropped(caplog):
+    import logging
+
+    from eqna.cli import configure_logging
+
+    configure_logging()
+    name = "pytorch_lightning.trainer.connectors.checkpoint_connector"
+    with caplog.at_level(logging.INFO, logger=name):
+        logging.getLogger(name).info("`weights_only` was not set, defaulting to `False`.")
+        logging.getLogger(name).info("Restored all states from the checkpoint")
+    assert [r.getMessage() for r in caplog.records] == ["Restored all states from the checkpoint"]
