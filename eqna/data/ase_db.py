@@ -35,17 +35,27 @@ def is_ase_db(path: Path) -> bool:
 def read_ase_db(path: Path, select: str | None = None) -> list[Atoms]:
     """The rows of ``path`` matching ``select`` (ASE's selection syntax, e.g.
     ``"config_type=bulk,natoms<64"``; None: all rows), in id order."""
+    frames = list(iter_ase_db(path, select))
+    if not frames:
+        where = f"{path}" + (f" (data.select {select!r})" if select else "")
+        raise DataError(f"{where}: no rows" + (" match the selection" if select else ""))
+    return frames
+
+
+def iter_ase_db(path: Path, select: str | None = None):
+    """:func:`read_ase_db` one row at a time (memory bounded), without the empty check."""
     import ase.db
 
     where = f"{path}" + (f" (data.select {select!r})" if select else "")
     try:
         db = ase.db.connect(str(path), type="db", create_indices=False, use_lock_file=False)
-        rows = list(db.select(select or None, sort="id"))
+        rows = db.select(select or None, sort="id")
+        for row in rows:
+            yield _row_atoms(row, path)
+    except DataError:
+        raise
     except Exception as err:  # sqlite3 and ASE raise many types for a bad file or query
         raise DataError(f"{where}: cannot be read as an ASE database ({err})") from err
-    if not rows:
-        raise DataError(f"{where}: no rows" + (" match the selection" if select else ""))
-    return [_row_atoms(row, path) for row in rows]
 
 
 def _row_atoms(row, path: Path) -> Atoms:

@@ -24,6 +24,12 @@ def _has(atoms: Atoms, label: str, label_keys: LabelKeys) -> bool:
     return found or (label == "stress" and lookup(atoms, label_keys.virial) is not None)
 
 
+def _any_has(frames, label: str, label_keys: LabelKeys) -> bool:
+    if hasattr(frames, "has_label"):  # a store: its index says, without reading any frame
+        return frames.has_label(label)
+    return any(_has(atoms, label, label_keys) for atoms in frames)
+
+
 def _present(atoms: Atoms) -> str:
     results = sorted(getattr(atoms.calc, "results", {}) or {})
     arrays = sorted(k for k in atoms.arrays if k not in ("numbers", "positions"))
@@ -70,7 +76,7 @@ def check_requested(frames: list[Atoms], label_keys: LabelKeys, training, name: 
     """
     for weight, label, key, words in _REQUESTED:
         weight, value = _asked(training, weight)
-        if value <= 0 or any(_has(atoms, label, label_keys) for atoms in frames):
+        if value <= 0 or _any_has(frames, label, label_keys):
             continue
         looked = f"data.{key}={getattr(label_keys, label)!r}"
         if label == "stress" and label_keys.virial is not None:
@@ -81,18 +87,17 @@ def check_requested(frames: list[Atoms], label_keys: LabelKeys, training, name: 
         )
 
 
-def check_elements_trained(train, others: dict) -> None:
+def check_elements_trained(trained, others: dict) -> None:
     """Every element of the validation and test data occurs in a training frame.
 
     Args:
-        train: the training :class:`GraphDataset`.
+        trained: the atomic numbers present in the training frames.
         others: label (file, or split) -> :class:`GraphDataset` to evaluate on.
 
     Raises:
         DataError: naming the element, where it occurs and that the model would be
             untrained on it (its E0 at best a guess, its interactions never fitted).
     """
-    trained = {int(z) for g in train.graphs for z in g[keys.ATOMIC_NUMBERS].tolist()}
     for label, dataset in others.items():
         for frame, graph in zip(dataset.frame_ids, dataset.graphs):
             missing = sorted(set(graph[keys.ATOMIC_NUMBERS].tolist()) - trained)
@@ -105,10 +110,10 @@ def check_elements_trained(train, others: dict) -> None:
                 )
 
 
-def check_weights(train, key: str | None, name: str) -> None:
+def check_weights(weights, key: str | None, name: str) -> None:
     """Some training structure must weigh more than 0 (``data.weight_key``), else nothing
-    is fitted."""
-    if key is not None and not any(float(g[keys.WEIGHT]) > 0 for g in train.graphs):
+    is fitted. ``weights``: [s] the training structures' loss weights."""
+    if key is not None and not (weights > 0).any():
         raise DataError(
             f"{name}: every training frame has loss weight 0 under data.weight_key={key!r}; "
             "nothing would be fitted"

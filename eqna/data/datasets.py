@@ -1,6 +1,7 @@
 """Reading labelled structures with ASE, splitting them, and turning them into graphs."""
 
 import io
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from eqna.data.cgcnn_folder import ID_PROP, is_cgcnn_folder, read_cgcnn_folder
 from eqna.data.errors import DataError
 from eqna.data.graph import GraphSpec
 from eqna.data.labels import LabelKeys, extract_labels, property_labels
+from eqna.data.store import Store, is_store
 from eqna.data.validation import GeometryLimits, check_before_search, check_distances
 
 __all__ = [
@@ -42,19 +44,27 @@ def resolve_path(spec: str) -> Path:
             raise DataError(f"{spec}: no embedded data set named {name!r} (shipped: {shipped})")
         return path
     path = Path(spec).expanduser()
-    if is_cgcnn_folder(path):
+    if is_cgcnn_folder(path) or is_store(path):
         return path
     if path.is_dir():
-        raise DataError(f"{spec}: is a folder without {ID_PROP} (the CGCNN layout needs one)")
+        raise DataError(
+            f"{spec}: is a folder that is neither a store written by eqna-pack nor a CGCNN "
+            f"folder ({ID_PROP} and CIF files)"
+        )
     if not path.is_file():
         raise DataError(f"{spec}: file not found (relative paths start at {Path.cwd()})")
     return path
 
 
-def read_structures(spec: str, select: str | None = None) -> list[Atoms]:
+def read_structures(spec: str, select: str | None = None) -> Sequence[Atoms]:
     """All frames of a file in any format ASE reads (extxyz first), of a CGCNN folder, or the
-    rows of an ASE database that match ``select`` (:mod:`eqna.data.ase_db`)."""
+    rows of an ASE database that match ``select`` (:mod:`eqna.data.ase_db`): a list. For a
+    store written by ``eqna-pack``, a sequence that reads each structure when reached."""
     path = resolve_path(spec)
+    if is_store(path) and select is None:
+        from eqna.data.lazy import StoreFrames
+
+        return StoreFrames(Store(path))
     if is_ase_db(path):
         return read_ase_db(path, select)
     if select is not None:

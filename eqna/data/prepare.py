@@ -4,13 +4,11 @@
 this room sits below training and only reads its attributes.
 """
 
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
 
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 
-from eqna.data import keys as graph_keys
 from eqna.data.ase_db import is_ase_db
 from eqna.data.collate import collate, to_device
 from eqna.data.coverage import check_elements_trained, check_requested, check_weights
@@ -25,14 +23,18 @@ from eqna.data.datasets import (
     split_indices,
 )
 from eqna.data.graph import GraphSpec
+from eqna.data.lazy import LazyGraphDataset, StoreFrames
 from eqna.data.statistics import (
+    GraphSummary,
     average_energies,
     average_num_neighbors,
     energy_scale_shift,
     isolated_atom_energies,
     least_squares_energies,
+    summarize,
     target_statistics,
 )
+from eqna.data.store import StoreKeys
 from eqna.data.validation import GeometryLimits, check_before_search
 
 
@@ -73,14 +75,14 @@ def _energy_reader(spec: str, keys: LabelKeys):
     return lambda atoms: float(extract_labels(atoms, keys, f"{spec}: ")["energy"])
 
 
-def _atomic_energies(cfg, isolated, train: GraphDataset, elements, known=None) -> list[float]:
+def _atomic_energies(cfg, isolated, train: GraphSummary, elements, known=None) -> list[float]:
     if known is not None:
         if cfg.e0s == "auto" and not isolated:
             return list(known)
-        present = sorted(
-            {int(z) for g in train.graphs for z in g[graph_keys.ATOMIC_NUMBERS].tolist()}
-        )
-        new = dict(zip(present, _atomic_energies(cfg, isolated, train, present)))
+        present = sorted(train.numbers)
+        columns = [list(elements).index(z) for z in present]
+        subset = replace(train, counts=train.counts[:, columns])
+        new = dict(zip(present, _atomic_energies(cfg, isolated, subset, present)))
         return [new.get(z, e0) for z, e0 in zip(elements, known)]
     keys = _label_keys(cfg)
     mode = cfg.e0s
@@ -91,7 +93,7 @@ def _atomic_energies(cfg, isolated, train: GraphDataset, elements, known=None) -
             raise DataError(f"data.e0s: no energy given for element(s) {', '.join(missing)}")
         return [given[z] for z in elements]
     if mode == "average":
-        return list(average_energies(train.graphs, elements).values())
+        return list(average_energies(train, elements).values())
     if mode not in ("auto", "isolated", "least_squares"):  # a file of isolated atoms
         isolated = read_structures(mode)
         return list(isolated_atom_energies(isolated, elements, _energy_reader(mode, keys)).values())
@@ -103,12 +105,59 @@ def _atomic_energies(cfg, isolated, train: GraphDataset, elements, known=None) -
         return list(
             isolated_atom_energies(isolated, elements, _energy_reader(cfg.train, keys)).values()
         )
-    return list(least_squares_energies(train.graphs, elements, f"{cfg.train}: ").values())
+    return list(least_squares_energies(train, elements, f"{cfg.train}: ").values())
 
 
 def _read_source(cfg, spec: str):
-    """The frames of one of data.train/valid/test, ``data.select`` applied to a database."""
-    return read_structures(spec, cfg.select if is_ase_db(resolve_path(spec)) else None)
+    """The frames of one of data.train/valid/test, ``data.select`` applied to a database; a
+    store is refused unless it was packed with the config's label keys."""
+    frames = read_structures(spec, cfg.select if is_ase_db(resolve_path(spec)) else None)
+    if isinstance(frames, StoreFrames):
+        wanted = StoreKeys(cfg.energy_key, cfg.forces_key, cfg.stress_key, cfg.virial_key,
+                           cfg.weight_key, target_keys(cfg))  # fmt: skip
+        differ = frames.store.keys.mismatches(wanted)
+        if differ:
+            raise DataError(
+                f"{spec}: the store was packed with other label keys ({'; '.join(differ)}); "
+                "pack it again with the config's keys (eqna-pack --energy-key ...)"
+            )
+        _check_version(frames.store)
+    return frames
+
+
+def _check_version(store) -> None:
+    from eqna import __version__
+
+    packed = store.manifest["eqna_version"]
+    if packed != __version__:
+        raise DataError(
+            f"{store.path}: packed by eqna {packed}, this is eqna {__version__}; pack it again "
+            "(eqna-pack) so that its labels and checks are this version's"
+        )
+
+
+def _elements_of(frames) -> set[int]:
+    if isinstance(frames, StoreFrames):
+        return set(frames.store.manifest["elements"])
+    return {int(z) for a in frames for z in a.numbers}
+
+
+def _take(frames, positions: list[int]):
+    """The frames at ``positions``: a list, or for a store a view that reads on access."""
+    if isinstance(frames, StoreFrames):
+        return frames.subset(positions)
+    return [frames[i] for i in positions]
+
+
+def _dataset_maker(spec: GraphSpec, keys: LabelKeys, limits: GeometryLimits):
+    """``make(structures, name, frame_ids=None)``: a GraphDataset, or a LazyGraphDataset for
+    a store's frames."""
+
+    def make(structures, name, frame_ids=None):
+        kind = LazyGraphDataset if isinstance(structures, StoreFrames) else GraphDataset
+        return kind(structures, spec, keys, name, frame_ids=frame_ids, limits=limits)
+
+    return make
 
 
 def _check_selection(cfg) -> None:
@@ -127,8 +176,13 @@ def _read(cfg, keys: LabelKeys, training) -> tuple:
     frames = _read_source(cfg, cfg.train)
     if training is not None and not keys.properties:
         check_requested(frames, keys, training, cfg.train)
-    reference = [not keys.properties and is_isolated_atom(a) for a in frames]
-    isolated = [a for a, ref in zip(frames, reference) if ref]
+    if keys.properties:
+        reference = [False] * len(frames)
+    elif isinstance(frames, StoreFrames):
+        reference = frames.isolated().tolist()
+    else:
+        reference = [is_isolated_atom(a) for a in frames]
+    isolated = [frames[i] for i, ref in enumerate(reference) if ref]
     for frame, ref in enumerate(reference):
         if ref:  # no graph is built of them: their positions are checked here
             where = f"{cfg.train} frame {frame}: "
@@ -155,7 +209,7 @@ def _datasets(cfg, frames, ids, extra, make) -> tuple:
 
     def from_split(indices):
         chosen = [ids[i] for i in indices]
-        return make([frames[i] for i in chosen], name=cfg.train, frame_ids=chosen)
+        return make(_take(frames, chosen), name=cfg.train, frame_ids=chosen)
 
     train = from_split(train_idx)
     valid = make(extra["valid"], name=cfg.valid) if cfg.valid else from_split(valid_idx)
@@ -168,14 +222,17 @@ def _datasets(cfg, frames, ids, extra, make) -> tuple:
             f"{cfg.train}: the validation split is empty; raise "
             "data.valid_fraction or give data.valid"
         )
+    return train, valid, test
+
+
+def _check_coverage(cfg, summary, valid, test) -> None:
     split = f"{cfg.train} (validation split)"
     others = {cfg.valid or split: valid}
     if test is not None:
         others[cfg.test or f"{cfg.train} (test split)"] = test
     if not cfg.target_key:  # potentials: an untrained element has no E0 and no interactions;
-        check_elements_trained(train, others)  # property features may carry over to it
-    check_weights(train, cfg.weight_key, cfg.train)
-    return train, valid, test
+        check_elements_trained(summary.numbers, others)  # property features may carry over
+    check_weights(summary.weight, cfg.weight_key, cfg.train)
 
 
 def prepare_data(
@@ -208,18 +265,19 @@ def prepare_data(
     keys = _label_keys(cfg)
     frames, ids, isolated, extra = _read(cfg, keys, training)
     if elements is None:
-        found = {int(z) for a in frames + sum(extra.values(), []) for z in a.numbers}
-        elements = sorted(found)
+        elements = sorted(set().union(*(_elements_of(f) for f in (frames, *extra.values()))))
     spec = GraphSpec(r_max, elements, max_num_neighbors)
-    make = partial(GraphDataset, spec=spec, label_keys=keys, limits=geometry_limits(cfg))
+    make = _dataset_maker(spec, keys, geometry_limits(cfg))
     train, valid, test = _datasets(cfg, frames, ids, extra, make)
-    derived = {"elements": elements, "avg_num_neighbors": average_num_neighbors(train.graphs)}
+    summary = summarize(train.graphs, len(elements))  # the one pass the statistics need
+    _check_coverage(cfg, summary, valid, test)
+    derived = {"elements": elements, "avg_num_neighbors": average_num_neighbors(summary)}
     if keys.properties:
-        mean, std = target_statistics(train.graphs, extensive)
+        mean, std = target_statistics(summary, extensive)
         derived.update(target_mean=mean, target_std=std)
     else:
-        e0s = _atomic_energies(cfg, isolated, train, elements, known_e0s)
-        shift, scale = energy_scale_shift(train.graphs, e0s)
+        e0s = _atomic_energies(cfg, isolated, summary, elements, known_e0s)
+        shift, scale = energy_scale_shift(summary, e0s)
         derived.update(atomic_energies=e0s, scale=scale, shift=shift)
     return PreparedData(train, valid, test, derived)
 

@@ -1,9 +1,9 @@
 """Statistics computed once from the training data and stored in the model."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
@@ -23,16 +23,63 @@ def isolated_atom_energies(isolated: Sequence[Atoms], elements: Sequence[int], e
     return {z: e0s[z] for z in elements}
 
 
-def _compositions(graphs: Sequence[dict], elements: Sequence[int]):
-    """Element counts [s, k] and energies [s] of the structures with an energy label."""
-    counts, energies = [], []
+@dataclass
+class GraphSummary:
+    """What the training statistics need of each structure, a few numbers per structure: all
+    of them come from one pass over the graphs, which never need to be in memory together."""
+
+    counts: np.ndarray  # [s, k] atoms of each element index
+    energy: np.ndarray  # [s] eV (0 where unlabelled)
+    has_energy: np.ndarray  # [s] bool
+    has_forces: np.ndarray  # [s] bool
+    forces_sq: np.ndarray  # [s] sum of squared force components (0 where unlabelled)
+    num_edges: np.ndarray  # [s]
+    weight: np.ndarray  # [s] loss weight
+    numbers: frozenset  # atomic numbers present
+    targets: np.ndarray | None = None  # [s, t] per-structure targets
+
+    @property
+    def num_atoms(self) -> np.ndarray:
+        return self.counts.sum(axis=1)
+
+
+def summarize(graphs: Iterable[dict], num_elements: int) -> GraphSummary:
+    """One pass over ``graphs`` (a list, or a lazy dataset's graphs built one at a time)."""
+    rows: dict[str, list] = {name: [] for name in ("counts", "energy", "has_energy",
+                                                   "has_forces", "forces_sq", "num_edges",
+                                                   "weight", "property")}  # fmt: skip
+    numbers: set[int] = set()
     for g in graphs:
-        if bool(g[keys.HAS_ENERGY]):
-            counts.append(np.bincount(g[keys.NODE_TYPES].numpy(), minlength=len(elements)))
-            energies.append(float(g[keys.ENERGY]))
-    if not counts:
+        rows["counts"].append(np.bincount(g[keys.NODE_TYPES].numpy(), minlength=num_elements))
+        labelled = bool(g[keys.HAS_ENERGY]) if keys.HAS_ENERGY in g else False
+        rows["has_energy"].append(labelled)
+        rows["energy"].append(float(g[keys.ENERGY]) if labelled else 0.0)
+        forces = bool(g[keys.HAS_FORCES]) if keys.HAS_FORCES in g else False
+        rows["has_forces"].append(forces)
+        rows["forces_sq"].append(float(g[keys.FORCES].double().pow(2).sum()) if forces else 0.0)
+        rows["num_edges"].append(g[keys.EDGE_INDEX].shape[1])
+        rows["weight"].append(float(g[keys.WEIGHT]) if keys.WEIGHT in g else 1.0)
+        if keys.PROPERTY in g:
+            rows["property"].append(g[keys.PROPERTY].reshape(-1).double().numpy())
+        numbers.update(g[keys.ATOMIC_NUMBERS].tolist())
+    prop = rows.pop("property")
+    arrays = {name: np.asarray(values) for name, values in rows.items()}
+    arrays["counts"] = arrays["counts"].reshape(-1, num_elements).astype(float)
+    return GraphSummary(**arrays, numbers=frozenset(numbers),
+                        targets=np.stack(prop) if prop else None)  # fmt: skip
+
+
+def as_summary(graphs, num_elements: int) -> GraphSummary:
+    return graphs if isinstance(graphs, GraphSummary) else summarize(graphs, num_elements)
+
+
+def _compositions(graphs, elements: Sequence[int]):
+    """Element counts [s, k] and energies [s] of the structures with an energy label."""
+    summary = as_summary(graphs, len(elements))
+    labelled = summary.has_energy.astype(bool)
+    if not labelled.any():
         raise DataError("E0s from the training data need structures with energies")
-    return np.array(counts, float), np.array(energies)
+    return summary.counts[labelled], summary.energy[labelled]
 
 
 def _inseparable(counts: np.ndarray, elements: Sequence[int], where: str) -> None:
@@ -54,7 +101,7 @@ def _inseparable(counts: np.ndarray, elements: Sequence[int], where: str) -> Non
     )
 
 
-def least_squares_energies(graphs: Sequence[dict], elements: Sequence[int], where="") -> dict:
+def least_squares_energies(graphs, elements: Sequence[int], where="") -> dict:
     """E0 per element minimising sum_s (E_s - sum_i E0[z_i])^2 over labelled structures.
 
     Raises:
@@ -66,7 +113,7 @@ def least_squares_energies(graphs: Sequence[dict], elements: Sequence[int], wher
     return {z: float(e) for z, e in zip(elements, solution)}
 
 
-def average_energies(graphs: Sequence[dict], elements: Sequence[int]) -> dict:
+def average_energies(graphs, elements: Sequence[int]) -> dict:
     """MACE's ``average``: the mean energy per atom of the labelled structures, for every
     element alike (a crude reference that never fails; the network learns the rest)."""
     counts, energies = _compositions(graphs, elements)
@@ -74,44 +121,41 @@ def average_energies(graphs: Sequence[dict], elements: Sequence[int]) -> dict:
     return {z: mean for z in elements}
 
 
-def energy_scale_shift(graphs: Sequence[dict], atomic_energies: Sequence[float]):
+def energy_scale_shift(graphs, atomic_energies: Sequence[float]):
     """shift = mean per-atom energy left after the E0s; scale = RMS force (else energy std).
 
-    The network then learns a quantity of order one for any data set.
+    The network then learns a quantity of order one for any data set. ``graphs``: graph dicts
+    or their :class:`GraphSummary` (as for every function here).
     """
-    e0 = torch.tensor(atomic_energies, dtype=torch.float64)
-    residuals, forces = [], []
-    for g in graphs:
-        if bool(g[keys.HAS_ENERGY]):
-            n = g[keys.NODE_TYPES].shape[0]
-            residuals.append((float(g[keys.ENERGY]) - float(e0[g[keys.NODE_TYPES]].sum())) / n)
-        if bool(g[keys.HAS_FORCES]):
-            forces.append(g[keys.FORCES].reshape(-1))
-    shift = float(np.mean(residuals)) if residuals else 0.0
-    if forces:
-        scale = float(torch.cat(forces).pow(2).mean().sqrt())
+    summary = as_summary(graphs, len(atomic_energies))
+    labelled = summary.has_energy.astype(bool)
+    e0 = np.asarray(atomic_energies, dtype=np.float64)
+    residuals = (summary.energy - summary.counts @ e0)[labelled] / summary.num_atoms[labelled]
+    shift = float(np.mean(residuals)) if len(residuals) else 0.0
+    with_forces = summary.has_forces.astype(bool)
+    if with_forces.any():
+        components = 3 * summary.num_atoms[with_forces].sum()
+        scale = float(np.sqrt(summary.forces_sq[with_forces].sum() / components))
     else:
         scale = float(np.std(residuals)) if len(residuals) > 1 else 1.0
     return shift, scale if scale > 1e-8 else 1.0
 
 
-def average_num_neighbors(graphs: Sequence[dict]) -> float:
+def average_num_neighbors(graphs, num_elements: int = 1) -> float:
     """Mean number of edges per atom over the training graphs."""
-    edges = sum(g[keys.EDGE_INDEX].shape[1] for g in graphs)
-    atoms = sum(g[keys.NODE_TYPES].shape[0] for g in graphs)
-    return max(edges / max(atoms, 1), 1.0)
+    summary = as_summary(graphs, num_elements)
+    return max(float(summary.num_edges.sum()) / max(float(summary.num_atoms.sum()), 1.0), 1.0)
 
 
-def target_statistics(graphs: Sequence[dict], per_atom: bool) -> tuple[list[float], list[float]]:
+def target_statistics(graphs, per_atom: bool, num_elements: int = 1):
     """Mean and std [t] of the per-structure targets (divided by the atom count if ``per_atom``).
 
     A constant target gets std 1, so the model's output scale stays of order one.
     """
-    values = []
-    for g in graphs:
-        y = g[keys.PROPERTY].reshape(-1).double()
-        values.append(y / g[keys.NODE_TYPES].shape[0] if per_atom else y)
-    stacked = torch.stack(values)  # [structures, t]
-    std = stacked.std(dim=0, unbiased=False) if len(values) > 1 else torch.ones(stacked.shape[1])
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
-    return stacked.mean(dim=0).tolist(), std.tolist()
+    summary = as_summary(graphs, num_elements)
+    values = summary.targets
+    if per_atom:
+        values = values / summary.num_atoms[:, None]
+    std = values.std(axis=0) if len(values) > 1 else np.ones(values.shape[1])
+    std = np.where(std > 1e-12, std, 1.0)
+    return values.mean(axis=0).tolist(), std.tolist()

@@ -26,7 +26,7 @@ class DataConfig(Section):
 
     train: Text = Field(
         description="training frames: any ASE-readable file (extxyz, ...), an ASE database "
-        "(.db), a CGCNN folder or embedded:NAME"
+        "(.db), a store written by eqna-pack (read lazily), a CGCNN folder or embedded:NAME"
     )
     valid: Text | None = Field(None, description="validation frames; null: split off train")
     test: Text | None = Field(None, description="test frames; null: split off train")

@@ -8,6 +8,7 @@ import yaml
 from helpers import tiny_config
 
 from eqna.data.skipatom import main as skipatom_main
+from eqna.data.pack import main as pack_main
 from eqna.data.to_db import main as db_main
 from eqna.evaluate.cli import main as evaluate_main
 from eqna.md.cli import main as md_main
@@ -21,6 +22,7 @@ COMMANDS = {
     "eqna-zoo": zoo_main,
     "eqna-skipatom": skipatom_main,
     "eqna-db": db_main,
+    "eqna-pack": pack_main,
 }
 
 
