@@ -7,8 +7,8 @@ import torch
 import yaml
 from helpers import tiny_config
 
-from eqna.data.skipatom import main as skipatom_main
 from eqna.data.pack import main as pack_main
+from eqna.data.skipatom import main as skipatom_main
 from eqna.data.to_db import main as db_main
 from eqna.evaluate.cli import main as evaluate_main
 from eqna.md.cli import main as md_main
