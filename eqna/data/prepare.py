@@ -5,6 +5,7 @@ this room sits below training and only reads its attributes.
 """
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 from ase.data import atomic_numbers, chemical_symbols
@@ -282,13 +283,38 @@ def prepare_data(
     return PreparedData(train, valid, test, derived)
 
 
-def make_loader(dataset, batch_size: int, dtype: torch.dtype, shuffle: bool, seed: int = 0):
-    """DataLoader that batches graphs and casts floating tensors to ``dtype``."""
-    generator = torch.Generator().manual_seed(seed)
+def make_loader(
+    dataset, batch_size: int, dtype: torch.dtype, shuffle: bool, seed: int = 0, workers: int = 0
+):
+    """DataLoader that batches graphs and casts floating tensors to ``dtype``.
+
+    ``workers`` > 0 builds and batches graphs in that many persistent worker processes (a
+    store's graphs are built on access, so that is where the time goes); the batches are the
+    same as with none. The order comes from ``loader.sampler.generator`` alone (workers draw
+    their seeds from another), so it does not depend on ``workers``.
+    """
+    order = torch.Generator().manual_seed(seed)
+    sampler = _Shuffle(dataset, generator=order) if shuffle else None
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        collate_fn=lambda graphs: to_device(collate(graphs), "cpu", dtype),
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(seed + 1),
+        collate_fn=partial(_batch, dtype=dtype),
+        num_workers=workers,
+        persistent_workers=workers > 0,
     )
+
+
+class _Shuffle(torch.utils.data.RandomSampler):
+    """Each epoch's order is that of ``DataLoader(shuffle=True, generator=g)`` without workers,
+    eqna's loader until it had workers (that loader drew a worker seed from ``g`` first), so
+    earlier runs train on the same batches; here it holds for any number of workers."""
+
+    def __iter__(self):
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        yield from super().__iter__()
+
+
+def _batch(graphs, dtype: torch.dtype) -> dict:
+    return to_device(collate(graphs), "cpu", dtype)

@@ -204,13 +204,14 @@ def train(
 def _fit_and_export(config, out, data, built, stop, resume_from) -> dict:
     model, family, hparams = built
     dtype = getattr(torch, config.training.dtype)
+    workers = config.data.num_workers
     train_loader = make_loader(
-        data.train, config.data.batch_size, dtype, True, config.training.seed
+        data.train, config.data.batch_size, dtype, True, config.training.seed, workers
     )
     meta = {"family": family, "hparams": hparams, "config": config.to_dict()}
-    module = TrainingModule(model, config.training, meta, train_loader.generator)
+    module = TrainingModule(model, config.training, meta, train_loader.sampler.generator)
     trainer = _trainer(config, out, stop, resume_from is not None)
-    valid_loader = make_loader(data.valid, config.data.valid_batch_size, dtype, False)
+    valid_loader = make_loader(data.valid, config.data.valid_batch_size, dtype, False, 0, workers)
     interrupted = None
     try:
         trainer.fit(module, train_loader, valid_loader, ckpt_path=resume_from)

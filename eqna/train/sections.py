@@ -69,6 +69,12 @@ class DataConfig(Section):
     )
     batch_size: int = Field(8, ge=1, description="training batch size in frames")
     valid_batch_size: int = Field(32, ge=1, description="validation/test batch size in frames")
+    num_workers: int = Field(
+        0,
+        ge=0,
+        description="DataLoader worker processes that build and batch graphs (persistent); 0: "
+        "in the training process. Pays for stores (graphs built on access), not for files",
+    )
     max_train_frames: int | None = Field(None, ge=1, description="first frames of train kept")
     target_key: str | list[str] | None = Field(
         None, description="atoms.info key(s) of a per-structure target (model.output: property)"

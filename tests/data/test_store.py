@@ -207,3 +207,14 @@ def test_eqna_train_from_a_store_matches_the_file(tmp_path):
         metrics[name] = json.loads((out / "test_metrics.json").read_text())
     numbers = {k: v for k, v in metrics["file"].items() if k.endswith(("_mae", "_rmse"))}
     assert numbers and {k: metrics["store"][k] for k in numbers} == pytest.approx(numbers, rel=1e-6)
+
+
+def test_worker_processes_load_the_same_batches(tmp_path, source):
+    pack([str(source)], tmp_path / "store", StoreKeys(**KEYS), cutoff=3.0)
+    for train in (source, tmp_path / "store"):
+        data = prepare_data(_config(train), 3.0)
+        batches = {}
+        for workers in (0, 2):
+            loader = make_loader(data.train, 3, torch.float32, True, seed=5, workers=workers)
+            batches[workers] = [batch for _ in range(2) for batch in loader]
+        _assert_same_batches(batches[2], batches[0])
