@@ -284,17 +284,27 @@ def prepare_data(
 
 
 def make_loader(
-    dataset, batch_size: int, dtype: torch.dtype, shuffle: bool, seed: int = 0, workers: int = 0
+    dataset,
+    batch_size: int,
+    dtype: torch.dtype,
+    shuffle: bool,
+    seed: int = 0,
+    workers: int = 0,
+    shard=None,
 ):
     """DataLoader that batches graphs and casts floating tensors to ``dtype``.
 
     ``workers`` > 0 builds and batches graphs in that many persistent worker processes (a
     store's graphs are built on access, so that is where the time goes); the batches are the
     same as with none. The order comes from ``loader.sampler.generator`` alone (workers draw
-    their seeds from another), so it does not depend on ``workers``.
+    their seeds from another), so it does not depend on ``workers``. ``shard(sampler, n)``
+    replaces the sampler (None: in order) by one of this process's share of the structures
+    (:func:`eqna.train.distributed.shard`).
     """
     order = torch.Generator().manual_seed(seed)
     sampler = _Shuffle(dataset, generator=order) if shuffle else None
+    if shard is not None:
+        sampler = shard(sampler, len(dataset))
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

@@ -26,6 +26,8 @@ class EpochLine(pl.Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module):
+        if not trainer.is_global_zero:
+            return
         metrics = dict(trainer.callback_metrics)
         metrics.update(k_eff_summary(pl_module.model))
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]

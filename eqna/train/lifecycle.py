@@ -13,6 +13,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from eqna.train.distributed import rank_zero_decision
+
 LOG = logging.getLogger("eqna")
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}  # 128 + signal, as shells report
 
@@ -67,12 +69,14 @@ class ResumePoint(pl.Callback):
         self._saved = time.monotonic()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.stop.signum is None and time.monotonic() - self._saved < self.interval:
+        due = self.stop.signum is not None or time.monotonic() - self._saved >= self.interval
+        signum = rank_zero_decision(trainer, self.stop.signum if due else False)
+        if signum is False:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path)  # every process: saving is a collective under DDP
         self._saved = time.monotonic()
-        if self.stop.signum is not None:
-            raise Interrupted(self.stop.signum, trainer.current_epoch)
+        if signum is not None:
+            raise Interrupted(signum, trainer.current_epoch)
 
     def on_validation_end(self, trainer, pl_module):
         if not trainer.sanity_checking:  # ModelCheckpoint (run after this) rewrites last.ckpt

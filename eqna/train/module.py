@@ -12,6 +12,7 @@ from eqna.data import keys
 from eqna.nn.neural_atoms import gate_penalty, k_eff_summary
 from eqna.tasks.metrics import ErrorAccumulator
 from eqna.tasks.tasks import make_task
+from eqna.train.distributed import all_reduce_sums
 
 STAGE_WEIGHTS = ("energy_weight", "forces_weight", "stress_weight")
 
@@ -52,6 +53,7 @@ class TrainingModule(pl.LightningModule):
             self.ema = AveragedModel(
                 model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
             )
+            self.ema.requires_grad_(False)  # averaged, never trained (and DDP must not wait)
         self._val_errors = ErrorAccumulator()
         self._val_loss = []
         self.stage = 1  # 2 after the switch of eqna.train.recipe (training.stage_two_fraction)
@@ -90,11 +92,14 @@ class TrainingModule(pl.LightningModule):
                 f"{self.cfg.lr:g}, or check the data)"
             )
         size = int(batch[keys.NUM_ATOMS].shape[0])
-        self.log("train_loss", loss, batch_size=size, prog_bar=True, on_epoch=True, on_step=False)
+        self.log("train_loss", loss, batch_size=size, prog_bar=True, on_epoch=True, on_step=False,
+                 sync_dist=True)  # fmt: skip
         penalty = gate_penalty(self.model)
         if penalty is not None and self.cfg.gate_penalty > 0:
             loss = loss + self.cfg.gate_penalty * penalty
-            self.log("gate_l1", penalty, batch_size=size, on_epoch=True, on_step=False)
+            self.log(
+                "gate_l1", penalty, batch_size=size, on_epoch=True, on_step=False, sync_dist=True
+            )
         return loss
 
     def on_before_optimizer_step(self, optimizer):
@@ -114,7 +119,10 @@ class TrainingModule(pl.LightningModule):
 
     @property
     def train_seconds(self) -> float:
-        """Training wall time of the whole run, resumed sessions included."""
+        """Training wall time of the whole run, resumed sessions included (rank 0's clock
+        where several processes train)."""
+        if not hasattr(self, "_fit_start"):  # ddp_spawn: fit ran in the spawned processes
+            return self.seconds_before
         return self.seconds_before + time.perf_counter() - self._fit_start
 
     def on_save_checkpoint(self, checkpoint):
@@ -143,7 +151,7 @@ class TrainingModule(pl.LightningModule):
 
     def on_train_epoch_end(self):
         for name, value in k_eff_summary(self.model).items():
-            self.log(name, value, prog_bar=name == "k_eff")
+            self.log(name, value, prog_bar=name == "k_eff", sync_dist=True)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.ema is not None:
@@ -156,12 +164,24 @@ class TrainingModule(pl.LightningModule):
         self._val_errors.update(self.task.residuals(pred, batch))
 
     def on_validation_epoch_end(self):
-        total = sum(n for _, n in self._val_loss)
-        loss = sum(v * n for v, n in self._val_loss) / max(total, 1)
-        self.log("val_loss", loss, prog_bar=True)
-        self.log("stage", float(self.stage))  # val_loss changes definition with the stage
+        # every process validated its shard: sums over all of them, each structure once
+        errors = self._val_errors
+        names = list(errors.count)
+        local = [sum(v * n for v, n in self._val_loss), sum(n for _, n in self._val_loss)]
+        local += [errors.abs_sum[k] for k in names] + [errors.sq_sum[k] for k in names]
+        local += [errors.count[k] for k in names]
+        summed = all_reduce_sums(self.trainer, local)
+        weighted, total = summed[:2]
+        k = len(names)
+        errors.abs_sum = dict(zip(names, summed[2 : 2 + k]))
+        errors.sq_sum = dict(zip(names, summed[2 + k : 2 + 2 * k]))
+        errors.count = dict(zip(names, (round(c) for c in summed[2 + 2 * k :])))
+        loss = weighted / max(total, 1)
+        # the same on every process already: sync_dist averages equal values (and is quiet)
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True)
+        self.log("stage", float(self.stage), sync_dist=True)  # val_loss's definition changes
         for name, value in self._val_errors.compute().items():
-            self.log(f"val_{name}", value, prog_bar=name == "forces_mae")
+            self.log(f"val_{name}", value, prog_bar=name == "forces_mae", sync_dist=True)
         self._val_errors, self._val_loss = ErrorAccumulator(), []
 
     def lr_scheduler_step(self, scheduler, metric):

@@ -17,6 +17,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+from eqna.train.distributed import rank_zero_decision
+
 LOG = logging.getLogger("eqna")
 _TOLERANCE = 1e-9  # progress 0.75 of 48 steps is 36/48: switch exactly there
 
@@ -105,7 +107,7 @@ class Recipe(pl.Callback):
         self._apply(trainer, pl_module)
 
     def _apply(self, trainer, pl_module) -> None:
-        progress = self.progress(trainer, pl_module)
+        progress = rank_zero_decision(trainer, self.progress(trainer, pl_module))
         if pl_module.stage == 1 and progress >= stage_one_end(self.cfg) - _TOLERANCE:
             pl_module.start_stage_two()
             _restart_selection(trainer)

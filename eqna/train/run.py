@@ -6,6 +6,7 @@ signals and continued metrics :mod:`eqna.train.lifecycle`; the export :mod:`eqna
 
 import logging
 import signal
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -21,6 +22,7 @@ from eqna.models.io import build_model, builder_hparams, save_model
 from eqna.nn.atom_features import atom_feature_table
 from eqna.nn.neural_atoms import k_eff_summary
 from eqna.train.config import NOT_BUILDER_KEYS, Config
+from eqna.train.distributed import launch_rank, shard
 from eqna.train.epoch_log import EpochLine, use_progress_bar
 from eqna.train.export import check_finite, report_test
 from eqna.train.finetune import KEPT, check_same_architecture, freeze, load_pretrained, start_from
@@ -157,7 +159,10 @@ def _trainer(config: Config, out: Path, stop: StopRequest, resuming: bool) -> pl
         max_epochs=cfg.max_epochs,
         max_time=max_time,
         accelerator=cfg.accelerator,
-        devices=1,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        use_distributed_sampler=False,  # eqna's samplers shard (eqna.train.distributed)
         inference_mode=False,
         gradient_clip_val=cfg.gradient_clip,
         logger=_loggers(config, out),
@@ -186,17 +191,19 @@ def train(
     check_setup(config.training)
     if config.training.num_threads is not None:
         torch.set_num_threads(config.training.num_threads)
+    lead = launch_rank() == 0  # other DDP processes neither check, lock nor write the folder
     resume_from = check_resumable(out, config.to_dict()) if resume else None
-    if not resume:
+    if not resume and lead:
         check_fresh(out, overwrite)
     pl.seed_everything(config.training.seed, workers=True, verbose=False)
     init_from = config.model.get("init_from")
     pretrained = load_pretrained(init_from) if init_from else None
     data = _prepare(config, pretrained)
     model, family, hparams = build_from_config(config, data, pretrained)
-    with RunLock(out), StopRequest() as stop:
-        check_writable(out)
-        if not resume:
+    with RunLock(out) if lead else nullcontext(), StopRequest() as stop:
+        if lead:
+            check_writable(out)
+        if not resume and lead:
             (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return _fit_and_export(config, out, data, (model, family, hparams), stop, resume_from)
 
@@ -204,14 +211,15 @@ def train(
 def _fit_and_export(config, out, data, built, stop, resume_from) -> dict:
     model, family, hparams = built
     dtype = getattr(torch, config.training.dtype)
-    workers = config.data.num_workers
+    workers, seed = config.data.num_workers, config.training.seed
     train_loader = make_loader(
-        data.train, config.data.batch_size, dtype, True, config.training.seed, workers
+        data.train, config.data.batch_size, dtype, True, seed, workers, shard
     )
     meta = {"family": family, "hparams": hparams, "config": config.to_dict()}
     module = TrainingModule(model, config.training, meta, train_loader.sampler.generator)
     trainer = _trainer(config, out, stop, resume_from is not None)
-    valid_loader = make_loader(data.valid, config.data.valid_batch_size, dtype, False, 0, workers)
+    valid_batch = config.data.valid_batch_size
+    valid_loader = make_loader(data.valid, valid_batch, dtype, False, 0, workers, shard)
     interrupted = None
     try:
         trainer.fit(module, train_loader, valid_loader, ckpt_path=resume_from)
@@ -220,6 +228,10 @@ def _fit_and_export(config, out, data, built, stop, resume_from) -> dict:
             trainer.save_checkpoint(last_checkpoint(out))
             err = Interrupted(signal.SIGTERM, trainer.current_epoch)
         interrupted = err
+    if not trainer.is_global_zero:  # rank 0 exports and tests; the others are done
+        if interrupted is not None:
+            raise interrupted
+        return {}
     log_dir = Path(trainer.logger.log_dir)
     if (log_dir / "metrics.csv").is_file():  # absent only when fit logged nothing
         learning_curves(log_dir / "metrics.csv", log_dir / "learning_curves.png", str(out))

@@ -190,6 +190,17 @@ class TrainingConfig(Section):
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = Field(
         "auto", description="Lightning accelerator; cuda is read as gpu"
     )
+    devices: int | Literal["auto"] = Field(
+        1,
+        description="processes (GPUs, or CPU processes) per node; >1 trains data-parallel "
+        "(DDP); data.batch_size is per process",
+    )
+    num_nodes: int = Field(1, ge=1, description="machines of a multi-node (DDP) run")
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = Field(
+        "auto",
+        description="Lightning strategy: auto (DDP when devices or num_nodes > 1), ddp "
+        "(torchrun, SLURM or Lightning's own launcher), ddp_spawn; CPU uses gloo, GPU NCCL",
+    )
     num_threads: int | None = Field(
         None, ge=1, description="torch CPU threads (torch.set_num_threads); null: torch's default"
     )
@@ -239,6 +250,13 @@ class TrainingConfig(Section):
                 f"learning rate), got {lr:g}"
             )
         return lr
+
+    @field_validator("devices")
+    @classmethod
+    def _positive_devices(cls, devices):
+        if devices != "auto" and devices < 1:
+            raise ValueError(f"must be >= 1 or 'auto', got {devices}")
+        return devices
 
     @field_validator("accelerator")
     @classmethod
