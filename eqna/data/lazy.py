@@ -55,6 +55,14 @@ class StoreFrames(Sequence):
     def where(self, k: int) -> str:
         return self.store.where(int(self.indices[k]))
 
+    def elements(self) -> frozenset:
+        """Atomic numbers in these frames (one read of the numbers column, no graphs)."""
+        ptr = self.store.index()["atom_ptr"]
+        counts = ptr[self.indices + 1] - ptr[self.indices]
+        starts = np.repeat(ptr[self.indices] - np.cumsum(counts) + counts, counts)
+        atoms = starts + np.arange(counts.sum())
+        return frozenset(np.unique(self.store.column("numbers")[()][atoms]).tolist())
+
 
 class LazyGraphDataset(torch.utils.data.Dataset):
     """:class:`eqna.data.datasets.GraphDataset` over :class:`StoreFrames`, graphs built on

@@ -12,6 +12,7 @@ looks finished.
 
     eqna-pack ../shared/data/molecules/acac_train_300K.xyz -o stores/acac --cutoff 5.0
     eqna-train configs/acac.yaml data.train=stores/acac
+    eqna-pack qm9pack: -o stores/qm9 --target-key U0,gap,... --workers 2   # all of QM9
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from eqna.data.store import (
     is_store,
 )
 
+QM9 = "qm9pack:"  # the source name of all of QM9 (eqna.data.qm9)
 CHUNK = 256  # structures read, checked and written at a time
 
 
@@ -54,8 +56,9 @@ def _structure(job) -> dict:
     check_before_search(atoms, 0.0 if isolated or cutoff is None else cutoff, limits, where)
     edges = None
     if cutoff is not None or not isolated:
-        # without a cutoff, a search to min_distance finds the atoms too close together
-        radius = cutoff if cutoff is not None else max(limits.min_distance, 1e-3)
+        # without a cutoff, a short search finds the atoms too close together (not one to
+        # min_distance itself: the cell list would have (extent / min_distance)^3 bins)
+        radius = cutoff if cutoff is not None else max(limits.min_distance, 1.5)
         edge_index, shifts = neighbour_graph(atoms.positions, atoms.cell.array, atoms.pbc, radius)
         check_distances(atoms, edge_index, shifts, limits, where)
         if cutoff is not None:
@@ -159,8 +162,12 @@ def _frames(sources: list[str]):
     from eqna.data.ase_db import is_ase_db, iter_ase_db
     from eqna.data.cgcnn_folder import is_cgcnn_folder
     from eqna.data.datasets import read_structures, resolve_path
+    from eqna.data.qm9 import iter_qm9
 
     for s, spec in enumerate(sources):
+        if spec == QM9:
+            yield from ((atoms, s, frame) for frame, atoms in enumerate(iter_qm9()))
+            continue
         path = resolve_path(spec)
         if is_cgcnn_folder(path):
             frames = iter(read_structures(spec))
@@ -251,7 +258,7 @@ def pack(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "eqna_version": __version__,
-        "sources": [str(Path(s).resolve()) for s in sources],
+        "sources": [s if s == QM9 else str(Path(s).resolve()) for s in sources],
         "num_structures": count,
         "elements": elements,
         "cutoff": cutoff,
@@ -268,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     from eqna.cli import command_parser, user_error
 
     parser = command_parser("eqna-pack", __doc__)
-    parser.add_argument("data", nargs="+", help="structure files (any ASE format, .db too)")
+    parser.add_argument(
+        "data", nargs="+", help="structure files (any ASE format, .db too), or qm9pack: for QM9"
+    )
     parser.add_argument("-o", "--output", required=True, help="store folder to write")
     parser.add_argument("--cutoff", type=float, help="store neighbour lists for this r_max (Å)")
     parser.add_argument("--workers", type=int, default=0, help="worker processes (0: none)")
@@ -298,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"{output}: a complete store exists (pass --force to replace it)")
         if output.is_dir() and any(output.iterdir()) and not is_store(output):
             raise DataError(f"{output}: a non-empty folder that is not a store")
-        missing = [spec for spec in args.data if not Path(spec).exists()]
+        missing = [spec for spec in args.data if spec != QM9 and not Path(spec).exists()]
         if missing:
             raise DataError(f"{', '.join(missing)}: file not found")
         limits = (args.min_distance, args.max_neighbors_per_atom)

@@ -7,9 +7,11 @@ this room sits below training and only reads its attributes.
 from dataclasses import dataclass, replace
 from functools import partial
 
+import numpy as np
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 
+from eqna.data import keys as graph_keys
 from eqna.data.ase_db import is_ase_db
 from eqna.data.collate import collate, to_device
 from eqna.data.coverage import check_elements_trained, check_requested, check_weights
@@ -33,6 +35,8 @@ from eqna.data.statistics import (
     isolated_atom_energies,
     least_squares_energies,
     summarize,
+    summarize_rows,
+    summary_row,
     target_statistics,
 )
 from eqna.data.store import StoreKeys
@@ -226,13 +230,62 @@ def _datasets(cfg, frames, ids, extra, make) -> tuple:
     return train, valid, test
 
 
-def _check_coverage(cfg, summary, valid, test) -> None:
+def _summary(cfg, train, num_elements: int) -> GraphSummary:
+    """The training structures' summary, or that of ``data.statistics_frames`` of them drawn
+    with ``data.split_seed``."""
+    n, wanted = len(train), cfg.statistics_frames
+    chosen = np.arange(n)
+    if wanted is not None and wanted < n:
+        chosen = np.sort(np.random.default_rng(cfg.split_seed).choice(n, wanted, replace=False))
+    if not isinstance(train, LazyGraphDataset):
+        return summarize((train[int(i)] for i in chosen), num_elements)
+    # a store's graphs are built here, in data.num_workers processes, which send back only
+    # the summary rows; the loader's own generator leaves the global RNG (model init) alone
+    rows = _SummaryRows(train, chosen, num_elements)
+    loader = torch.utils.data.DataLoader(
+        rows,
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        collate_fn=_as_sent,  # numpy stays numpy: no tensor, no shared-memory handle each
+        generator=torch.Generator(),
+    )
+    return summarize_rows(loader, num_elements)
+
+
+def _as_sent(row: dict) -> dict:
+    return row
+
+
+class _SummaryRows(torch.utils.data.Dataset):
+    def __init__(self, dataset, indices: np.ndarray, num_elements: int):
+        self.dataset, self.indices, self.num_elements = dataset, indices, num_elements
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> dict:
+        return summary_row(self.dataset[int(self.indices[k])], self.num_elements)
+
+
+def _trained_elements(train, summary: GraphSummary) -> frozenset:
+    """Atomic numbers in any training structure (not only the statistics' subsample)."""
+    if isinstance(train, LazyGraphDataset):
+        return train.structures.elements()
+    return frozenset(int(z) for g in train.graphs for z in g[graph_keys.ATOMIC_NUMBERS].tolist())
+
+
+def _check_coverage(cfg, summary, valid, test, trained: frozenset) -> None:
     split = f"{cfg.train} (validation split)"
     others = {cfg.valid or split: valid}
     if test is not None:
         others[cfg.test or f"{cfg.train} (test split)"] = test
+    others = {  # a store's numbers column answers without building its graphs
+        name: dataset
+        for name, dataset in others.items()
+        if not (isinstance(dataset, LazyGraphDataset) and dataset.structures.elements() <= trained)
+    }
     if not cfg.target_key:  # potentials: an untrained element has no E0 and no interactions;
-        check_elements_trained(summary.numbers, others)  # property features may carry over
+        check_elements_trained(trained, others)  # property features may carry over
     check_weights(summary.weight, cfg.weight_key, cfg.train)
 
 
@@ -270,8 +323,8 @@ def prepare_data(
     spec = GraphSpec(r_max, elements, max_num_neighbors)
     make = _dataset_maker(spec, keys, geometry_limits(cfg))
     train, valid, test = _datasets(cfg, frames, ids, extra, make)
-    summary = summarize(train.graphs, len(elements))  # the one pass the statistics need
-    _check_coverage(cfg, summary, valid, test)
+    summary = _summary(cfg, train, len(elements))  # the one pass the statistics need
+    _check_coverage(cfg, summary, valid, test, _trained_elements(train, summary))
     derived = {"elements": elements, "avg_num_neighbors": average_num_neighbors(summary)}
     if keys.properties:
         mean, std = target_statistics(summary, extensive)

@@ -43,30 +43,47 @@ class GraphSummary:
         return self.counts.sum(axis=1)
 
 
+def summary_row(g: dict, num_elements: int) -> dict:
+    """What :class:`GraphSummary` keeps of one graph: a few numbers (cheap to send from a
+    DataLoader worker, where a graph's tensors would each need a shared-memory handle)."""
+    labelled = bool(g[keys.HAS_ENERGY]) if keys.HAS_ENERGY in g else False
+    forces = bool(g[keys.HAS_FORCES]) if keys.HAS_FORCES in g else False
+    row = {
+        "counts": np.bincount(g[keys.NODE_TYPES].numpy(), minlength=num_elements),
+        "energy": float(g[keys.ENERGY]) if labelled else 0.0,
+        "has_energy": labelled,
+        "has_forces": forces,
+        "forces_sq": float(g[keys.FORCES].double().pow(2).sum()) if forces else 0.0,
+        "num_edges": g[keys.EDGE_INDEX].shape[1],
+        "weight": float(g[keys.WEIGHT]) if keys.WEIGHT in g else 1.0,
+        "numbers": np.unique(g[keys.ATOMIC_NUMBERS].numpy()),
+    }
+    if keys.PROPERTY in g:
+        row["property"] = g[keys.PROPERTY].reshape(-1).double().numpy()
+    return row
+
+
 def summarize(graphs: Iterable[dict], num_elements: int) -> GraphSummary:
     """One pass over ``graphs`` (a list, or a lazy dataset's graphs built one at a time)."""
-    rows: dict[str, list] = {name: [] for name in ("counts", "energy", "has_energy",
-                                                   "has_forces", "forces_sq", "num_edges",
-                                                   "weight", "property")}  # fmt: skip
+    return summarize_rows((summary_row(g, num_elements) for g in graphs), num_elements)
+
+
+def summarize_rows(rows: Iterable[dict], num_elements: int) -> GraphSummary:
+    """The :class:`GraphSummary` of :func:`summary_row` results, in order."""
+    names = ("counts", "energy", "has_energy", "has_forces", "forces_sq", "num_edges", "weight")
+    columns: dict[str, list] = {name: [] for name in names}
     numbers: set[int] = set()
-    for g in graphs:
-        rows["counts"].append(np.bincount(g[keys.NODE_TYPES].numpy(), minlength=num_elements))
-        labelled = bool(g[keys.HAS_ENERGY]) if keys.HAS_ENERGY in g else False
-        rows["has_energy"].append(labelled)
-        rows["energy"].append(float(g[keys.ENERGY]) if labelled else 0.0)
-        forces = bool(g[keys.HAS_FORCES]) if keys.HAS_FORCES in g else False
-        rows["has_forces"].append(forces)
-        rows["forces_sq"].append(float(g[keys.FORCES].double().pow(2).sum()) if forces else 0.0)
-        rows["num_edges"].append(g[keys.EDGE_INDEX].shape[1])
-        rows["weight"].append(float(g[keys.WEIGHT]) if keys.WEIGHT in g else 1.0)
-        if keys.PROPERTY in g:
-            rows["property"].append(g[keys.PROPERTY].reshape(-1).double().numpy())
-        numbers.update(g[keys.ATOMIC_NUMBERS].tolist())
-    prop = rows.pop("property")
-    arrays = {name: np.asarray(values) for name, values in rows.items()}
+    targets = []
+    for row in rows:
+        for name in names:
+            columns[name].append(row[name])
+        numbers.update(int(z) for z in row["numbers"])
+        if "property" in row:
+            targets.append(row["property"])
+    arrays = {name: np.asarray(values) for name, values in columns.items()}
     arrays["counts"] = arrays["counts"].reshape(-1, num_elements).astype(float)
     return GraphSummary(**arrays, numbers=frozenset(numbers),
-                        targets=np.stack(prop) if prop else None)  # fmt: skip
+                        targets=np.stack(targets) if targets else None)  # fmt: skip
 
 
 def as_summary(graphs, num_elements: int) -> GraphSummary:

@@ -50,8 +50,11 @@ class StoreKeys:
     target_key: tuple[str, ...] = ()
 
     def mismatches(self, other: StoreKeys) -> list[str]:
+        """How a config's keys (``other``) differ from the store's; targets may be a subset."""
         mine, theirs = asdict(self), asdict(other)
-        differ = [k for k in mine if mine[k] != theirs[k]]
+        differ = [k for k in mine if k != "target_key" and mine[k] != theirs[k]]
+        if not set(other.target_key) <= set(self.target_key):
+            differ.append("target_key")
         return [f"data.{k}: store {mine[k]!r}, config {theirs[k]!r}" for k in differ]
 
 
@@ -132,6 +135,10 @@ class Store:
             names += ["has_stress"] + (["edge_ptr"] if "edge_ptr" in h5 else [])
             self._index = {name: h5[name][()] for name in names}
         return self._index
+
+    def column(self, name: str):
+        """This process's HDF5 dataset ``name`` (slice it to read)."""
+        return self._h5()[name]
 
     def where(self, i: int) -> str:
         index = self.index()

@@ -76,6 +76,12 @@ class DataConfig(Section):
         "in the training process. Pays for stores (graphs built on access), not for files",
     )
     max_train_frames: int | None = Field(None, ge=1, description="first frames of train kept")
+    statistics_frames: int | None = Field(
+        None,
+        ge=1,
+        description="E0s (least squares), shift, scale and neighbour count from this many "
+        "training structures drawn with split_seed (large stores); null: all",
+    )
     target_key: str | list[str] | None = Field(
         None, description="atoms.info key(s) of a per-structure target (model.output: property)"
     )

@@ -218,3 +218,16 @@ def test_worker_processes_load_the_same_batches(tmp_path, source):
             loader = make_loader(data.train, 3, torch.float32, True, seed=5, workers=workers)
             batches[workers] = [batch for _ in range(2) for batch in loader]
         _assert_same_batches(batches[2], batches[0])
+
+
+def test_statistics_from_a_seeded_subsample(tmp_path, source):
+    pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))
+    config = _config(tmp_path / "store", statistics_frames=3)  # E0s: the isolated atoms
+    subsample = prepare_data(config, 3.0)
+    full = prepare_data(_config(tmp_path / "store"), 3.0)
+    again = prepare_data(config, 3.0)
+    assert subsample.derived == again.derived  # seeded
+    assert subsample.derived["scale"] != full.derived["scale"]
+    everything = _config(tmp_path / "store", statistics_frames=10**6)
+    assert prepare_data(everything, 3.0).derived == full.derived
+    assert len(subsample.train) == len(full.train)  # only the statistics are subsampled
