@@ -131,7 +131,7 @@ class GraphDataset(torch.utils.data.Dataset):
         frame_ids: list[int] | None = None,
         limits: GeometryLimits | None = GeometryLimits(),  # noqa: B008 (frozen, shared safely)
     ):
-        self.structures, self.spec = structures, spec
+        self.structures, self.spec, self.name = structures, spec, name
         self.graphs = []
         self.frame_ids = list(range(len(structures)) if frame_ids is None else frame_ids)
         for frame, atoms in zip(self.frame_ids, structures):

@@ -13,6 +13,7 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from eqna.data import keys as graph_keys
 from eqna.data.ase_db import is_ase_db
+from eqna.data.batching import AtomBudgetBatches, structure_sizes
 from eqna.data.collate import collate, to_device
 from eqna.data.coverage import check_elements_trained, check_requested, check_weights
 from eqna.data.datasets import (
@@ -344,6 +345,7 @@ def make_loader(
     seed: int = 0,
     workers: int = 0,
     shard=None,
+    max_atoms: int | None = None,
 ):
     """DataLoader that batches graphs and casts floating tensors to ``dtype``.
 
@@ -352,15 +354,23 @@ def make_loader(
     same as with none. The order comes from ``loader.sampler.generator`` alone (workers draw
     their seeds from another), so it does not depend on ``workers``. ``shard(sampler, n)``
     replaces the sampler (None: in order) by one of this process's share of the structures
-    (:func:`eqna.train.distributed.shard`).
+    (:func:`eqna.train.distributed.shard`). ``max_atoms`` also closes a batch before it
+    would hold more atoms (:class:`eqna.data.batching.AtomBudgetBatches`, which shares the
+    batches out under DDP itself).
     """
     order = torch.Generator().manual_seed(seed)
     sampler = _Shuffle(dataset, generator=order) if shuffle else None
-    if shard is not None:
+    batching = {"batch_size": batch_size}
+    if max_atoms is not None:
+        sizes = structure_sizes(dataset)
+        name = getattr(dataset, "name", "data")
+        batches = AtomBudgetBatches(sizes, batch_size, max_atoms, sampler, name, pad=shuffle)
+        sampler, batching = None, {"batch_sampler": batches}
+    elif shard is not None:
         sampler = shard(sampler, len(dataset))
     return torch.utils.data.DataLoader(
         dataset,
-        batch_size=batch_size,
+        **batching,
         sampler=sampler,
         generator=torch.Generator().manual_seed(seed + 1),
         collate_fn=partial(_batch, dtype=dtype),
@@ -377,6 +387,13 @@ class _Shuffle(torch.utils.data.RandomSampler):
     def __iter__(self):
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
         yield from super().__iter__()
+
+
+def shuffle_generator(loader) -> torch.Generator | None:
+    """The generator of a training loader's order (saved in checkpoints, for resume)."""
+    sampler = loader.batch_sampler if isinstance(loader.batch_sampler, AtomBudgetBatches) else (
+        loader.sampler)  # fmt: skip
+    return getattr(sampler, "generator", None)
 
 
 def _batch(graphs, dtype: torch.dtype) -> dict:

@@ -23,6 +23,8 @@ import os
 
 import torch
 
+from eqna.data.batching import rank_and_world
+
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
 
 
@@ -38,13 +40,6 @@ def launch_rank() -> int:
         devices = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
         return node * devices + local
     return 0
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size) of the current process group; (0, 1) outside one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def rank_zero_decision(trainer, value):

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from eqna.data.prepare import PreparedData, make_loader, prepare_data
+from eqna.data.prepare import PreparedData, make_loader, prepare_data, shuffle_generator
 from eqna.evaluate.plotting import learning_curves
 from eqna.models.io import build_model, builder_hparams, save_model
 from eqna.nn.atom_features import atom_feature_table
@@ -171,6 +171,8 @@ def _trainer(config: Config, out: Path, stop: StopRequest, resuming: bool) -> pl
         enable_progress_bar=use_progress_bar(cfg.progress_bar),
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,
+        # atom-budget batches: each epoch has its own number of them, read again every epoch
+        reload_dataloaders_every_n_epochs=1 if config.data.max_atoms_per_batch else 0,
     )
 
 
@@ -211,15 +213,17 @@ def train(
 def _fit_and_export(config, out, data, built, stop, resume_from) -> dict:
     model, family, hparams = built
     dtype = getattr(torch, config.training.dtype)
-    workers, seed = config.data.num_workers, config.training.seed
+    workers, seed, atoms = (
+        config.data.num_workers, config.training.seed, config.data.max_atoms_per_batch
+    )  # fmt: skip
     train_loader = make_loader(
-        data.train, config.data.batch_size, dtype, True, seed, workers, shard
+        data.train, config.data.batch_size, dtype, True, seed, workers, shard, atoms
     )
     meta = {"family": family, "hparams": hparams, "config": config.to_dict()}
-    module = TrainingModule(model, config.training, meta, train_loader.sampler.generator)
+    module = TrainingModule(model, config.training, meta, shuffle_generator(train_loader))
     trainer = _trainer(config, out, stop, resume_from is not None)
     valid_batch = config.data.valid_batch_size
-    valid_loader = make_loader(data.valid, valid_batch, dtype, False, 0, workers, shard)
+    valid_loader = make_loader(data.valid, valid_batch, dtype, False, 0, workers, shard, atoms)
     interrupted = None
     try:
         trainer.fit(module, train_loader, valid_loader, ckpt_path=resume_from)

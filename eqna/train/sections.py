@@ -69,6 +69,12 @@ class DataConfig(Section):
     )
     batch_size: int = Field(8, ge=1, description="training batch size in frames")
     valid_batch_size: int = Field(32, ge=1, description="validation/test batch size in frames")
+    max_atoms_per_batch: int | None = Field(
+        None,
+        ge=1,
+        description="also close a batch before it holds more atoms (bounded memory per step "
+        "for mixed sizes; per process under DDP); null: batch_size structures only",
+    )
     num_workers: int = Field(
         0,
         ge=0,
