@@ -204,9 +204,12 @@ def pack(
     limits: tuple[float, float] = (0.1, 500.0),
     workers: int = 0,
     progress: bool = False,
+    frames=None,
 ) -> dict:
     """Packs ``sources`` into the store ``output`` (a new or incomplete folder); returns the
     manifest. Raises DataError naming the file and frame of the first bad structure.
+    ``frames``: an iterable of (atoms, source index, frame) to pack instead of reading the
+    sources, which then only name them (e.g. generated structures).
 
     Memory holds one chunk of structures (a few hundred) at a time, whatever the input size.
     """
@@ -232,7 +235,7 @@ def pack(
     try:
         with h5py.File(partial, "w") as h5:
             writer = _Writer(h5, len(keys.target_key), cutoff is not None)
-            for batch in _batches(_frames(sources), CHUNK):
+            for batch in _batches(_frames(sources) if frames is None else frames, CHUNK):
                 jobs = [(atoms, f"{sources[s]} frame {f}: ", keys, cutoff, limits)
                         for atoms, s, f in batch]  # fmt: skip
                 if pool is None:
@@ -258,7 +261,9 @@ def pack(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "eqna_version": __version__,
-        "sources": [s if s == QM9 else str(Path(s).resolve()) for s in sources],
+        "sources": [
+            s if s == QM9 or frames is not None else str(Path(s).resolve()) for s in sources
+        ],  # fmt: skip
         "num_structures": count,
         "elements": elements,
         "cutoff": cutoff,
