@@ -124,3 +124,12 @@ class _Graphs(Sequence):
         if isinstance(k, slice):
             return [self.dataset[i] for i in range(*k.indices(len(self)))]
         return self.dataset[k]
+
+
+def make_dataset(structures, spec: GraphSpec, label_keys: LabelKeys, name: str, frame_ids=None,
+                 limits: GeometryLimits | None = GeometryLimits()):  # noqa: B008 # fmt: skip
+    """A :class:`LazyGraphDataset` for a store's frames, else an in-memory ``GraphDataset``."""
+    from eqna.data.datasets import GraphDataset
+
+    kind = LazyGraphDataset if isinstance(structures, StoreFrames) else GraphDataset
+    return kind(structures, spec, label_keys, name, frame_ids=frame_ids, limits=limits)

@@ -27,7 +27,7 @@ from eqna.data.datasets import (
     split_indices,
 )
 from eqna.data.graph import GraphSpec
-from eqna.data.lazy import LazyGraphDataset, StoreFrames
+from eqna.data.lazy import LazyGraphDataset, StoreFrames, make_dataset
 from eqna.data.statistics import (
     GraphSummary,
     average_energies,
@@ -48,7 +48,7 @@ from eqna.data.validation import GeometryLimits, check_before_search
 class PreparedData:
     """Datasets of one training run and the data-derived model hyperparameters."""
 
-    train: GraphDataset
+    train: GraphDataset  # or LazyGraphDataset (a store), as valid and test
     valid: GraphDataset
     test: GraphDataset | None
     derived: dict  # elements, atomic_energies, avg_num_neighbors, scale, shift
@@ -160,8 +160,7 @@ def _dataset_maker(spec: GraphSpec, keys: LabelKeys, limits: GeometryLimits):
     a store's frames."""
 
     def make(structures, name, frame_ids=None):
-        kind = LazyGraphDataset if isinstance(structures, StoreFrames) else GraphDataset
-        return kind(structures, spec, keys, name, frame_ids=frame_ids, limits=limits)
+        return make_dataset(structures, spec, keys, name, frame_ids, limits)
 
     return make
 

@@ -38,8 +38,9 @@ from typing import NamedTuple
 import torch
 
 from eqna.cli import add_version, user_error
-from eqna.data.datasets import DataError, GraphDataset, LabelKeys, read_structures
+from eqna.data.datasets import DataError, LabelKeys, read_structures
 from eqna.data.graph import UnknownElementError
+from eqna.data.lazy import make_dataset
 from eqna.evaluate.evaluation import Evaluation, config_types, has_labels, run_evaluation
 from eqna.evaluate.plotting import error_histograms, parity_plot
 from eqna.evaluate.predictions import DEFAULT_PREFIX, write_atomically, write_predictions_xyz
@@ -58,7 +59,7 @@ class Loaded(NamedTuple):
     """The model and the data set it is evaluated on, with the keys its labels were read by."""
 
     model: AtomisticModel
-    dataset: GraphDataset
+    dataset: torch.utils.data.Dataset  # GraphDataset, or LazyGraphDataset for a store
     label_keys: LabelKeys
     labelled: bool  # any label of a quantity the model predicts was found
 
@@ -170,7 +171,7 @@ def load(args: argparse.Namespace, device: torch.device) -> Loaded:
     if keys.properties and not any(all(t in a.info for t in keys.properties) for a in structures):
         # no structure has the target: read none, so the predictions can still be written
         read_keys = LabelKeys(keys.energy, keys.forces, keys.stress)
-    dataset = GraphDataset(structures, model.graph_spec, read_keys, args.data)
+    dataset = make_dataset(structures, model.graph_spec, read_keys, args.data)  # a store: lazily
     return Loaded(model, dataset, keys, has_labels(model, dataset))
 
 

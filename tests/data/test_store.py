@@ -231,3 +231,44 @@ def test_statistics_from_a_seeded_subsample(tmp_path, source):
     everything = _config(tmp_path / "store", statistics_frames=10**6)
     assert prepare_data(everything, 3.0).derived == full.derived
     assert len(subsample.train) == len(full.train)  # only the statistics are subsampled
+
+
+def test_eqna_evaluate_reads_a_store_lazily_with_the_files_metrics(tmp_path, source, monkeypatch):
+    from helpers import EVALUATE_HPARAMS
+
+    from eqna.data import lazy
+    from eqna.evaluate.cli import main as evaluate_main
+    from eqna.models.io import build_model, save_model
+
+    hparams = {**EVALUATE_HPARAMS, "elements": [1, 6, 8, 14], "r_max": 3.0,
+               "atomic_energies": [-13.6, -1029.5, -2041.0, -107.0]}  # fmt: skip
+    torch.manual_seed(0)
+    save_model(tmp_path / "m.pt", build_model("equivariant", hparams), "equivariant", hparams)
+    pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))
+    keys = [
+        "--energy-key",
+        "REF_energy",
+        "--forces-key",
+        "REF_forces",
+        "--stress-key",
+        "REF_stress",
+    ]
+    built = []
+    monkeypatch.setattr(lazy.LazyGraphDataset, "__init__", _recording(built))
+    for name, data in (("file", source), ("store", tmp_path / "store")):
+        assert evaluate_main([str(tmp_path / "m.pt"), str(data), *keys,
+                              "--json", str(tmp_path / f"{name}.json")]) == 0  # fmt: skip
+    assert len(built) == 1  # the store's dataset was the lazy one
+    assert json.loads((tmp_path / "store.json").read_text()) == json.loads(
+        (tmp_path / "file.json").read_text()
+    )
+
+
+def _recording(built):
+    original = LazyGraphDataset.__init__
+
+    def init(self, *args, **kwargs):
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    return init
