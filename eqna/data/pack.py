@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +36,7 @@ from eqna.data.store import (
     h5py_module,
     is_store,
 )
+from eqna.data.store_statistics import FOLDER as STATISTICS
 
 QM9 = "qm9pack:"  # the source name of all of QM9 (eqna.data.qm9)
 CHUNK = 256  # structures read, checked and written at a time
@@ -221,6 +223,8 @@ def pack(
     partial = output / f".{STRUCTURES}.partial"
     for stale in (output / MANIFEST, output / STRUCTURES, partial):
         stale.unlink(missing_ok=True)
+    if (output / STATISTICS).is_dir():  # the cached statistics of what is replaced
+        shutil.rmtree(output / STATISTICS)
     pool = None
     if workers > 0:
         import multiprocessing

@@ -36,11 +36,10 @@ from eqna.data.statistics import (
     isolated_atom_energies,
     least_squares_energies,
     summarize,
-    summarize_rows,
-    summary_row,
     target_statistics,
 )
 from eqna.data.store import StoreKeys
+from eqna.data.store_statistics import store_summary
 from eqna.data.validation import GeometryLimits, check_before_search
 
 
@@ -239,32 +238,7 @@ def _summary(cfg, train, num_elements: int) -> GraphSummary:
         chosen = np.sort(np.random.default_rng(cfg.split_seed).choice(n, wanted, replace=False))
     if not isinstance(train, LazyGraphDataset):
         return summarize((train[int(i)] for i in chosen), num_elements)
-    # a store's graphs are built here, in data.num_workers processes, which send back only
-    # the summary rows; the loader's own generator leaves the global RNG (model init) alone
-    rows = _SummaryRows(train, chosen, num_elements)
-    loader = torch.utils.data.DataLoader(
-        rows,
-        batch_size=None,
-        num_workers=cfg.num_workers,
-        collate_fn=_as_sent,  # numpy stays numpy: no tensor, no shared-memory handle each
-        generator=torch.Generator(),
-    )
-    return summarize_rows(loader, num_elements)
-
-
-def _as_sent(row: dict) -> dict:
-    return row
-
-
-class _SummaryRows(torch.utils.data.Dataset):
-    def __init__(self, dataset, indices: np.ndarray, num_elements: int):
-        self.dataset, self.indices, self.num_elements = dataset, indices, num_elements
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, k: int) -> dict:
-        return summary_row(self.dataset[int(self.indices[k])], self.num_elements)
+    return store_summary(train, chosen, num_elements, cfg.num_workers)
 
 
 def _trained_elements(train, summary: GraphSummary) -> frozenset:

@@ -272,3 +272,22 @@ def _recording(built):
         original(self, *args, **kwargs)
 
     return init
+
+
+def test_statistics_are_kept_in_the_store_for_the_next_run(tmp_path, source, monkeypatch):
+    from eqna.data import store_statistics
+
+    pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))
+    first = prepare_data(_config(tmp_path / "store"), 3.0)
+    cached = list((tmp_path / "store" / "statistics").glob("*.npz"))
+    assert len(cached) == 1
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the summary was computed again")
+
+    monkeypatch.setattr(store_statistics, "summary_row", no_pass)
+    assert prepare_data(_config(tmp_path / "store"), 3.0).derived == first.derived
+    with pytest.raises(AssertionError, match="computed again"):  # another split: another key
+        prepare_data(_config(tmp_path / "store", split_seed=1), 3.0)
+    pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))  # packed again: cache dropped
+    assert not (tmp_path / "store" / "statistics").exists()
