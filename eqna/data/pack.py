@@ -101,12 +101,9 @@ class _Writer:
                               chunks=(4096, *shape) if shape else (65536,))  # fmt: skip
         self.atom_ptr, self.edge_ptr = [0], [0]
 
-    def _append(self, name: str, rows: list) -> None:
-        if not rows:
+    def _extend(self, name: str, data: np.ndarray) -> None:
+        if len(data) == 0:
             return
-        data = np.stack(rows) if np.ndim(rows[0]) else np.asarray(rows)
-        if data.ndim == 1 and self.h5[name].ndim > 1:
-            data = data.reshape(len(rows), *self.h5[name].shape[1:])
         column = self.h5[name]
         column.resize(column.shape[0] + len(data), axis=0)
         column[-len(data) :] = data
@@ -140,16 +137,10 @@ class _Writer:
             rows["frame"].append(frame)
         for name, parts in {**per_atom, **per_edge}.items():
             if parts:
-                self._append_flat(name, parts)
+                self._extend(name, np.concatenate(parts))
         for name, values in rows.items():
-            if name in self.h5:
-                self._append(name, values)
-
-    def _append_flat(self, name: str, parts: list[np.ndarray]) -> None:
-        data = np.concatenate(parts)
-        column = self.h5[name]
-        column.resize(column.shape[0] + len(data), axis=0)
-        column[-len(data) :] = data
+            if name in self.h5 and values:
+                self._extend(name, np.stack(values))
 
     def finish(self) -> None:
         self.h5.create_dataset("atom_ptr", data=np.asarray(self.atom_ptr, np.int64))
