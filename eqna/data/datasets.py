@@ -128,12 +128,13 @@ class GraphDataset(torch.utils.data.Dataset):
         spec: GraphSpec,
         label_keys: LabelKeys,
         name: str,
-        frame_ids: list[int] | None = None,
+        frame_ids: Sequence[int] | None = None,
         limits: GeometryLimits | None = GeometryLimits(),  # noqa: B008 (frozen, shared safely)
     ):
         self.structures, self.spec, self.name = structures, spec, name
         self.graphs = []
-        self.frame_ids = list(range(len(structures)) if frame_ids is None else frame_ids)
+        ids = range(len(structures)) if frame_ids is None else frame_ids
+        self.frame_ids = [int(i) for i in ids]
         for frame, atoms in zip(self.frame_ids, structures):
             ident = f" (id {atoms.info['id']})" if "id" in atoms.info else ""
             where = f"{name} frame {frame}{ident}: "

@@ -55,13 +55,23 @@ class StoreFrames(Sequence):
     def where(self, k: int) -> str:
         return self.store.where(int(self.indices[k]))
 
-    def elements(self) -> frozenset:
-        """Atomic numbers in these frames (one read of the numbers column, no graphs)."""
-        ptr = self.store.index()["atom_ptr"]
-        counts = ptr[self.indices + 1] - ptr[self.indices]
-        starts = np.repeat(ptr[self.indices] - np.cumsum(counts) + counts, counts)
-        atoms = starts + np.arange(counts.sum())
-        return frozenset(np.unique(self.store.column("numbers")[()][atoms]).tolist())
+    def elements(self, block: int = 1 << 16) -> frozenset:
+        """Atomic numbers in these frames: the numbers column read ``block`` store structures
+        at a time (memory bounded by the block, not by the store), no graphs."""
+        ptr, numbers = self.store.index()["atom_ptr"], self.store.column("numbers")
+        chosen, found = np.unique(self.indices), set()
+        bounds = np.searchsorted(chosen, np.arange(0, len(ptr) - 1 + block, block))
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            part = chosen[first:last]  # chosen frames of one block of the store
+            if len(part) == 0:
+                continue
+            lo, hi = int(ptr[part[0]]), int(ptr[part[-1] + 1])
+            edges = np.zeros(hi - lo + 1, dtype=np.int32)  # +1 where a chosen frame starts,
+            np.add.at(edges, ptr[part] - lo, 1)  # -1 where it ends: the running sum marks
+            np.add.at(edges, ptr[part + 1] - lo, -1)  # the chosen frames' atoms
+            selected = np.cumsum(edges[:-1]) > 0
+            found.update(np.unique(numbers[lo:hi][selected]).tolist())
+        return frozenset(found)
 
 
 class LazyGraphDataset(torch.utils.data.Dataset):

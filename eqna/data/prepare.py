@@ -181,17 +181,16 @@ def _read(cfg, keys: LabelKeys, training) -> tuple:
     if training is not None and not keys.properties:
         check_requested(frames, keys, training, cfg.train)
     if keys.properties:
-        reference = [False] * len(frames)
+        reference = np.zeros(len(frames), dtype=bool)
     elif isinstance(frames, StoreFrames):
-        reference = frames.isolated().tolist()
+        reference = frames.isolated()
     else:
-        reference = [is_isolated_atom(a) for a in frames]
-    isolated = [frames[i] for i, ref in enumerate(reference) if ref]
-    for frame, ref in enumerate(reference):
-        if ref:  # no graph is built of them: their positions are checked here
-            where = f"{cfg.train} frame {frame}: "
-            check_before_search(frames[frame], 0.0, GeometryLimits(), where)
-    ids = [i for i, ref in enumerate(reference) if not ref]
+        reference = np.array([is_isolated_atom(a) for a in frames], dtype=bool)
+    isolated = [frames[int(i)] for i in np.flatnonzero(reference)]
+    for frame, atoms in zip(np.flatnonzero(reference).tolist(), isolated):
+        # no graph is built of them: their positions are checked here
+        check_before_search(atoms, 0.0, GeometryLimits(), f"{cfg.train} frame {frame}: ")
+    ids = np.flatnonzero(~reference)  # numpy, not a list: a million frames stay 8 MB
     if cfg.max_train_frames is not None:
         ids = ids[: cfg.max_train_frames]
     extra = {
@@ -212,7 +211,7 @@ def _datasets(cfg, frames, ids, extra, make) -> tuple:
     )
 
     def from_split(indices):
-        chosen = [ids[i] for i in indices]
+        chosen = ids[np.asarray(indices, dtype=np.int64)]
         return make(_take(frames, chosen), name=cfg.train, frame_ids=chosen)
 
     train = from_split(train_idx)
@@ -359,7 +358,16 @@ class _Shuffle(torch.utils.data.RandomSampler):
 
     def __iter__(self):
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        yield from super().__iter__()
+        # RandomSampler's draws, its order kept as int64 (8 bytes a structure; its Python
+        # list took 36, which a million structures notice)
+        n = len(self.data_source)
+        order = torch.randperm(n, generator=self.generator).numpy()
+        for start in range(0, n, _CHUNK):
+            yield from order[start : start + _CHUNK].tolist()
+        torch.randperm(n, generator=self.generator)  # as RandomSampler does, once exhausted
+
+
+_CHUNK = 4096
 
 
 def shuffle_generator(loader) -> torch.Generator | None:

@@ -98,6 +98,12 @@ def read_manifest(path: Path) -> dict:
     return meta
 
 
+# bytes of chunk cache per column: above a chunk of any column (the largest, 64k strings or
+# 4096 rows, is about 1 MB), far below h5py's 8 MB default, which random access over a large
+# store fills for every column (+100 MB per process at a million structures) for few hits
+CHUNK_CACHE = 2 << 20
+
+
 class Store:
     """Read access to a packed store; safe to share with DataLoader worker processes (each
     process opens the file itself on first use)."""
@@ -122,7 +128,7 @@ class Store:
         """This process's open columns by name (looking a column up by name costs more than
         reading a structure's slice of it, so each is looked up once)."""
         if self._file is None or self._pid != os.getpid():
-            handle = h5py_module().File(self.path / STRUCTURES, "r")
+            handle = h5py_module().File(self.path / STRUCTURES, "r", rdcc_nbytes=CHUNK_CACHE)
             self._file = {name: handle[name] for name in handle}
             self._pid = os.getpid()
         return self._file

@@ -135,7 +135,7 @@ class EquivariantNetwork(nn.Module):
                 readout_hidden, readout_hidden, pooling, list(target_mean), list(target_std)
             )
 
-        self.register_load_state_dict_post_hook(lambda module, _: refresh_exact_tables(module))
+        self.register_load_state_dict_post_hook(_refresh_after_load)
 
     def _apply(self, fn, recurse=True):
         """Casts (``.double()``, ``.to(dtype)``) keep the Clebsch-Gordan tables exact."""
@@ -171,3 +171,9 @@ class EquivariantNetwork(nn.Module):
         atomic_energies = self.energy_shift(e, coordination, types)  # [n]
         energy = scatter_sum(atomic_energies, data[keys.BATCH], num_graphs)
         return {keys.ATOMIC_ENERGIES: atomic_energies, keys.ENERGY: energy}
+
+
+def _refresh_after_load(module: torch.nn.Module, _incompatible_keys) -> None:
+    """A loaded state dict holds rounded tables; a named function, so the model pickles
+    (``ddp_spawn`` and other process launches send it whole)."""
+    refresh_exact_tables(module)

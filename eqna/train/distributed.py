@@ -19,27 +19,11 @@ Decisions taken from a clock (stage two, time-based checkpoints, a stop signal) 
 from __future__ import annotations
 
 import math
-import os
 
+import numpy as np
 import torch
 
 from eqna.data.batching import rank_and_world
-
-_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
-
-
-def launch_rank() -> int:
-    """This process's global rank as its launcher set it (torchrun, SLURM, MPI, Lightning's
-    own launcher), before any process group exists; 0 for a single process."""
-    for name in _RANK_VARIABLES:
-        if name in os.environ:
-            return int(os.environ[name])
-    if "LOCAL_RANK" in os.environ:  # Lightning's subprocess launcher sets these two
-        local = int(os.environ["LOCAL_RANK"])
-        node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
-        devices = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
-        return node * devices + local
-    return 0
 
 
 def rank_zero_decision(trainer, value):
@@ -58,14 +42,14 @@ class ShuffledShard(torch.utils.data.Sampler):
         self.generator = getattr(base, "generator", None)
 
     def __iter__(self):
-        order = list(self.base)
         rank, world = rank_and_world()
         if world == 1:
-            yield from order
+            yield from self.base
             return
+        order = np.fromiter(self.base, dtype=np.int64, count=self.size)
         per_rank = math.ceil(len(order) / world)
-        padded = order + order[: per_rank * world - len(order)]
-        yield from padded[rank::world]
+        padded = np.concatenate([order, order[: per_rank * world - len(order)]])
+        yield from padded[rank::world].tolist()
 
     def __len__(self) -> int:
         _, world = rank_and_world()

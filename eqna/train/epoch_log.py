@@ -6,6 +6,7 @@ import time
 
 import pytorch_lightning as pl
 
+from eqna.cli import configure_logging
 from eqna.nn.neural_atoms import k_eff_summary
 
 LOG = logging.getLogger("eqna")
@@ -21,6 +22,13 @@ def use_progress_bar(wanted: bool) -> bool:
 class EpochLine(pl.Callback):
     """Logs ``epoch 3/100  train_loss 0.12  val_loss ...  lr 1e-3  12.1 s`` once per epoch,
     after its validation (Lightning validates inside the training epoch)."""
+
+    def setup(self, trainer, pl_module, stage):
+        if not LOG.handlers:  # a process ddp_spawn started: nothing configured its logging
+            configure_logging()
+
+    def on_train_start(self, trainer, pl_module):
+        self._start = time.perf_counter()  # a run resumed mid-epoch starts no epoch first
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._start = time.perf_counter()

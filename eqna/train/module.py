@@ -2,11 +2,12 @@
 
 import random
 import time
+from functools import partial
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from eqna.data import keys
 from eqna.nn.neural_atoms import gate_penalty, k_eff_summary
@@ -51,7 +52,7 @@ class TrainingModule(pl.LightningModule):
         self.ema = None
         if cfg.ema_decay is not None:
             self.ema = AveragedModel(
-                model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+                model, multi_avg_fn=partial(ema_update, cfg.ema_decay), use_buffers=True
             )
             self.ema.requires_grad_(False)  # averaged, never trained (and DDP must not wait)
         self._val_errors = ErrorAccumulator()
@@ -121,9 +122,16 @@ class TrainingModule(pl.LightningModule):
     def train_seconds(self) -> float:
         """Training wall time of the whole run, resumed sessions included (rank 0's clock
         where several processes train)."""
-        if not hasattr(self, "_fit_start"):  # ddp_spawn: fit ran in the spawned processes
+        if self._fit_start is None:  # ddp_spawn: fit ran in the spawned processes
             return self.seconds_before
         return self.seconds_before + time.perf_counter() - self._fit_start
+
+    def adopt_spawned_end(self, checkpoint: dict) -> int:
+        """After ``ddp_spawn``: the clock and stage rank 0 ended with, from its last
+        checkpoint (the weights come back through Lightning); returns the epochs trained."""
+        self.seconds_before, self._fit_start = float(checkpoint["eqna_train_seconds"]), None
+        self.stage = int(checkpoint.get("eqna_stage", 1))
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"])
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["eqna"] = self.meta
@@ -210,3 +218,14 @@ class TrainingModule(pl.LightningModule):
             "optimizer": opt,
             "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"},
         }
+
+
+@torch.no_grad()
+def ema_update(decay: float, averaged: list, current: list, _num_averaged) -> None:
+    """One exponential-moving-average step of ``averaged`` towards ``current`` (torch's
+    ``get_ema_multi_avg_fn`` in a named function, so the module pickles for ``ddp_spawn``)."""
+    for mean, value in zip(averaged, current):
+        if mean.is_floating_point():
+            mean.lerp_(value, 1.0 - decay)
+        else:
+            mean.copy_(mean * decay + value * (1.0 - decay))

@@ -16,13 +16,14 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from eqna.data.launch import launch_rank
 from eqna.data.prepare import PreparedData, make_loader, prepare_data, shuffle_generator
 from eqna.evaluate.plotting import learning_curves
 from eqna.models.io import build_model, builder_hparams, save_model
 from eqna.nn.atom_features import atom_feature_table
 from eqna.nn.neural_atoms import k_eff_summary
 from eqna.train.config import NOT_BUILDER_KEYS, Config
-from eqna.train.distributed import launch_rank, shard
+from eqna.train.distributed import shard
 from eqna.train.epoch_log import EpochLine, use_progress_bar
 from eqna.train.export import check_finite, report_test
 from eqna.train.finetune import KEPT, check_same_architecture, freeze, load_pretrained, start_from
@@ -153,6 +154,8 @@ def _loggers(config: Config, out: Path) -> list:
 
 def _trainer(config: Config, out: Path, stop: StopRequest, resuming: bool) -> pl.Trainer:
     cfg = config.training
+    if cfg.strategy == "ddp_spawn":  # it pickles the loaders' every tensor: too many for fds
+        torch.multiprocessing.set_sharing_strategy("file_system")
     max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
     return pl.Trainer(
         default_root_dir=out,
@@ -243,9 +246,13 @@ def _fit_and_export(config, out, data, built, stop, resume_from) -> dict:
     if best and Path(best).is_file():  # export the best validation epoch, not the last
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
+    epochs = trainer.current_epoch
+    if config.training.strategy == "ddp_spawn":  # fit ran in processes that are gone now
+        last = torch.load(last_checkpoint(out), map_location="cpu", weights_only=True)
+        epochs = module.adopt_spawned_end(last)
     final = module.eval_model.cpu()
     check_finite(final, f"{out}: trained model")
-    extra = {"train_seconds": module.train_seconds, "epochs": trainer.current_epoch}
+    extra = {"train_seconds": module.train_seconds, "epochs": epochs}
     if config.training.stage_two_fraction is not None:
         extra["stage"] = module.stage  # 2: the best (EMA) weights of stage two
     extra.update(k_eff_summary(final))

@@ -291,3 +291,64 @@ def test_statistics_are_kept_in_the_store_for_the_next_run(tmp_path, source, mon
         prepare_data(_config(tmp_path / "store", split_seed=1), 3.0)
     pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))  # packed again: cache dropped
     assert not (tmp_path / "store" / "statistics").exists()
+
+
+def test_other_processes_of_a_launch_wait_for_the_first_ones_statistics(
+    tmp_path, source, monkeypatch
+):
+    import threading
+
+    from eqna.data import store_statistics
+
+    pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))
+    passes = []
+    real_row = store_statistics.summary_row
+
+    def counted_row(*args):
+        passes.append(threading.current_thread().name)
+        return real_row(*args)
+
+    monkeypatch.setattr(store_statistics, "summary_row", counted_row)
+    monkeypatch.setattr(store_statistics, "_POLL_SECONDS", 0.01)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # this process is the node's second: it waits
+    prepared = {}
+    waiting = threading.Thread(
+        target=lambda: prepared.update(second=prepare_data(_config(tmp_path / "store"), 3.0)),
+        name="second",
+    )
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive() and not passes  # no summary of its own while the first computes
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    prepared["first"] = prepare_data(_config(tmp_path / "store"), 3.0)
+    waiting.join(30)
+    assert not waiting.is_alive()
+    assert set(passes) == {"MainThread"}  # one pass, by the first process
+    assert prepared["second"].derived == prepared["first"].derived
+
+
+def test_a_process_waiting_on_a_read_only_store_computes_the_statistics(
+    tmp_path, source, monkeypatch
+):
+    from eqna.data import store_statistics
+
+    pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))
+    monkeypatch.setattr(store_statistics, "_writable", lambda folder: False)
+    monkeypatch.setattr(store_statistics, "WAIT_SECONDS", 1e9)  # it must not wait at all
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert prepare_data(_config(tmp_path / "store"), 3.0).derived
+
+
+@pytest.mark.parametrize("block", [1, 2, 1 << 16])
+def test_elements_of_a_subset_read_in_blocks(tmp_path, source, block):
+    from eqna.data.lazy import StoreFrames
+
+    pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))
+    store, atoms = Store(tmp_path / "store"), read_structures(str(source))
+    rng = np.random.default_rng(block)
+    for _ in range(5):
+        chosen = rng.choice(len(atoms), size=rng.integers(1, 6))  # repeats, any order
+        expected = {int(z) for i in chosen for z in atoms[i].numbers}
+        assert StoreFrames(store, chosen).elements(block) == expected

@@ -88,3 +88,17 @@ def test_zoo_entry_is_conservative(zoo_model):
 def test_zoo_entry_isolated_atoms(zoo_model):
     model, _ = _energy_model(zoo_model)
     check_isolated_atom(model, dict(zip(ELEMENTS, DERIVED["atomic_energies"], strict=True)))
+
+
+def test_zoo_entry_survives_pickling(zoo_model):
+    """ddp_spawn and other launchers send the model to their processes by pickle."""
+    import pickle
+
+    model, structures = zoo_model
+    graph = atoms_to_graph(structures[0], model.r_max, ELEMENTS)
+    batch = to_device(collate([graph]), "cpu", torch.float64)
+    copied = pickle.loads(pickle.dumps(model))
+    expected, got = model(dict(batch)), copied(dict(batch))
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        assert torch.equal(got[key], value), key

@@ -3,6 +3,8 @@ the steps of one process with batch 2b, validation counts every structure once, 
 rank 0 writes the run folder."""
 
 import csv
+import os
+import socket
 import subprocess
 import sys
 
@@ -14,8 +16,9 @@ import yaml
 from ase.build import molecule
 from helpers import TINY_MODEL
 
+from eqna.data.launch import launch_rank
 from eqna.models.io import load_model
-from eqna.train.distributed import Shard, ShuffledShard, launch_rank
+from eqna.train.distributed import Shard, ShuffledShard
 
 
 def _frames(n: int, seed: int) -> list:
@@ -32,7 +35,41 @@ def _frames(n: int, seed: int) -> list:
     return out
 
 
-def _train(tmp_path, name: str, batch_size: int, **training) -> tuple:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _srun_like(command: list, tmp_path) -> subprocess.CompletedProcess:
+    """The two tasks ``srun --ntasks-per-node=2`` would start on one node: the same command,
+    each with its SLURM variables (Lightning's SLURMEnvironment reads them)."""
+    slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1",
+             "SLURM_NODEID": "0", "SLURM_NODELIST": "127.0.0.1", "SLURM_JOB_ID": "4242",
+             "SLURM_JOB_NAME": "eqna", "MASTER_PORT": str(_free_port())}  # fmt: skip
+    tasks = [
+        subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={
+                **os.environ,
+                **slurm,
+                "SLURM_PROCID": str(r),
+                "SLURM_LOCALID": str(r),
+                "OMP_NUM_THREADS": "1",
+            },
+        )  # fmt: skip
+        for r in range(2)
+    ]
+    outputs = [task.communicate(timeout=600) for task in tasks]
+    code = max(task.returncode for task in tasks)
+    return subprocess.CompletedProcess(command, code, "", "".join(err for _, err in outputs))
+
+
+def _train(tmp_path, name: str, batch_size: int, launcher: str = "python", **training) -> tuple:
     ase.io.write(tmp_path / "train.xyz", _frames(24, 0), format="extxyz")
     ase.io.write(tmp_path / "valid.xyz", _frames(7, 1), format="extxyz")  # odd: no padding
     config = {
@@ -46,23 +83,53 @@ def _train(tmp_path, name: str, batch_size: int, **training) -> tuple:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / name
-    result = subprocess.run(
-        [sys.executable, "-m", "eqna.train", str(path), "-o", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    command = ["-m", "eqna.train", str(path), "-o", str(out)]
+    if launcher == "srun":
+        result = _srun_like([sys.executable, *command], tmp_path)
+    else:
+        if launcher == "torchrun":
+            port = str(_free_port())
+            command = ["-m", "torch.distributed.run", "--nproc-per-node", "2",
+                       "--master-port", port, *command]  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, *command], capture_output=True, text=True, timeout=600,
+            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    model, _ = load_model(out / "model.pt")
+    model, info = load_model(out / "model.pt")
+    assert info["extra"]["epochs"] == 2 and 0 < info["extra"]["train_seconds"] < 300
     with open(out / "logs" / "metrics.csv") as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("val_forces_mae")]
     return model, rows, result.stderr
 
 
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    """One process with the doubled batch: what every launch of two processes must equal."""
+    return _train(tmp_path_factory.mktemp("single"), "single", batch_size=4)
+
+
+# python: Lightning starts the second process itself; ddp_spawn: it forks both from the
+# first; torchrun and srun start both and Lightning joins them (the README's commands)
+LAUNCHES = {
+    "ddp": ("python", "ddp"),
+    "ddp_spawn": ("python", "ddp_spawn"),
+    "torchrun": ("torchrun", "ddp"),
+    "srun": ("srun", "ddp"),
+}
+
+
 @pytest.mark.slow
-def test_two_processes_take_the_steps_of_one_with_the_doubled_batch(tmp_path):
-    single, single_rows, _ = _train(tmp_path, "single", batch_size=4)
-    ddp, ddp_rows, log = _train(tmp_path, "ddp", batch_size=2, devices=2, strategy="ddp")
-    assert "Starting with 2 processes" in log and "distributed_backend=gloo" in log
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_two_processes_take_the_steps_of_one_with_the_doubled_batch(
+    tmp_path, single_process, launch
+):
+    single, single_rows, _ = single_process
+    launcher, strategy = LAUNCHES[launch]
+    ddp, ddp_rows, log = _train(
+        tmp_path, "ddp", batch_size=2, launcher=launcher, devices=2, strategy=strategy
+    )
+    assert "distributed_backend=gloo" in log and "All distributed processes registered" in log
     assert log.count("epoch 2/2") == 1 and "sync_dist" not in log  # one process logs
     for (name, a), b in zip(single.state_dict().items(), ddp.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11, msg=name)

@@ -149,3 +149,22 @@ def test_last_checkpoint_follows_every_epoch_without_improvement(tmp_path):
     assert len(set(losses)) == 1  # no epoch after the first improves
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 2
+
+
+def test_an_epoch_line_after_resuming_mid_epoch(caplog):
+    """A run resumed from a checkpoint taken inside an epoch ends that epoch without starting
+    it: its line still prints, timed from the start of the session."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from eqna.train.epoch_log import EpochLine
+
+    trainer = SimpleNamespace(is_global_zero=True, callback_metrics={"val_loss": 0.5},
+                              current_epoch=3, max_epochs=6, optimizers=[])  # fmt: skip
+    module = SimpleNamespace(model=torch.nn.Linear(2, 2))
+    line = EpochLine()
+    line.on_train_start(trainer, module)
+    with caplog.at_level("INFO", logger="eqna"):
+        line.on_train_epoch_end(trainer, module)
+    assert "epoch 4/6  val_loss 0.5" in caplog.text

@@ -1,0 +1,5 @@
+import sys
+
+from eqna.lammps.script import main
+
+sys.exit(main())
