@@ -25,6 +25,8 @@ ENERGY: Final[str] = "energy"  # [g] eV
 FORCES: Final[str] = "forces"  # [n, 3] eV/Å
 STRESS: Final[str] = "stress"  # [g, 3, 3] eV/Å^3, ASE sign (positive = tensile)
 VIRIAL: Final[str] = "virial"  # [g, 3, 3] eV
+ATOMIC_VIRIAL: Final[str] = "atomic_virial"  # [n, 3, 3] eV, each edge's share split half-half
+EDGE_DISPLACEMENT: Final[str] = "edge_displacement"  # [e, 3] Å, zeros: dE/dr_ij is read on it
 WEIGHT: Final[str] = "weight"  # [g] per-structure loss weight
 HAS_ENERGY: Final[str] = "has_energy"  # [g] bool, label present
 HAS_FORCES: Final[str] = "has_forces"  # [g] bool

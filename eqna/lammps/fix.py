@@ -23,6 +23,7 @@ from eqna.lammps.library import lammps_module
 LOG = logging.getLogger("eqna")
 ERROR_VARIABLE = "eqna_error"  # set to 1 by a failed callback; a fix halt stops the run
 MASS_TOLERANCE = 0.1  # amu between a type's mass and the element it is read as
+_VOIGT_ROWS, _VOIGT_COLUMNS = [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]  # LAMMPS: xx yy zz xy xz yz
 ASE_TO_LAMMPS_VELOCITY = 1000.0 * fs  # ASE velocity units to Angstrom/ps (units metal)
 
 
@@ -37,6 +38,9 @@ class EqnaPotential:
         types: element of each LAMMPS type: a list (type 1 first) or a ``{type: symbol}``
             dict; None reads them from the types' masses (nearest element of the model).
         device, dtype, skin, min_distance: as for :class:`EqnaCalculator`.
+        atomic_virial: supply per-atom virials (``compute stress/atom``); None: wherever
+            they add up to the virial (not for a reciprocal-space model); True for such a
+            model is an error.
 
     Attributes:
         calculator: the :class:`EqnaCalculator` doing the work (its ``neighbour_list``).
@@ -44,7 +48,8 @@ class EqnaPotential:
     """
 
     def __init__(self, lmp, model, fix_id: str = "eqna", types=None, device="cpu",
-                 dtype=None, skin: float = 0.5, min_distance: float = 0.1):  # fmt: skip
+                 dtype=None, skin: float = 0.5, min_distance: float = 0.1,
+                 atomic_virial: bool | None = None):  # fmt: skip
         units = lmp.extract_global("units")
         if units != "metal":
             raise ValueError(
@@ -59,10 +64,21 @@ class EqnaPotential:
             )
         self.lmp, self.fix_id, self.error = lmp, fix_id, None
         self.calculator = EqnaCalculator(model, device, dtype, skin, min_distance)
+        complete = self.calculator.model.atomic_virial_is_complete
+        if atomic_virial and not complete:
+            raise ValueError(
+                "this model has a reciprocal-space view: its virial is not a sum over atoms, "
+                "so it has no per-atom virial (atomic_virial=False)"
+            )
+        self.atomic_virial = complete if atomic_virial is None else bool(atomic_virial)
         self.numbers_of_types = type_numbers(lmp, types, self.calculator.elements)
         if not lmp.has_id("fix", fix_id):
             lmp.command(f"fix {fix_id} all external pf/callback 1 1")
         lmp.command(f"fix_modify {fix_id} energy yes virial yes")
+        # without a pair style LAMMPS' communication cutoff is 0 and it warns that ghost
+        # atoms are missing; the model's own neighbour list needs none, r_max says what it sees
+        lmp.command(f"comm_modify cutoff {self.calculator.r_max}")
+        lmp.command("atom_modify sort 0 0.0")  # spatial sorting serves pair styles, not the model
         lmp.command(f"variable {ERROR_VARIABLE} internal 0")
         lmp.command(f"fix {fix_id}_halt all halt 1 v_{ERROR_VARIABLE} > 0 error hard message yes")
         lmp.set_fix_external_callback(fix_id, self._callback, None)
@@ -96,7 +112,7 @@ class EqnaPotential:
     def _compute(self, nlocal, tag, x, f) -> None:
         atoms, order = self.atoms(nlocal, tag, x)
         calc = self.calculator
-        out = calc.model(calc.graph(atoms), compute_stress=True)
+        out = calc.model(calc.graph(atoms), True, compute_atomic_virial=self.atomic_virial)
         forces = np.empty((nlocal, 3))
         forces[order] = out[keys.FORCES].detach().cpu().double().numpy()
         energies = np.empty(nlocal)
@@ -105,8 +121,13 @@ class EqnaPotential:
         f[:nlocal] = forces
         self.lmp.fix_external_set_energy_global(self.fix_id, float(out[keys.ENERGY].detach().sum()))
         self.lmp.fix_external_set_energy_peratom(self.fix_id, energies)
-        voigt = [virial[0, 0], virial[1, 1], virial[2, 2], virial[0, 1], virial[0, 2], virial[1, 2]]
+        voigt = virial[_VOIGT_ROWS, _VOIGT_COLUMNS]
         self.lmp.fix_external_set_virial_global(self.fix_id, [float(v) for v in voigt])
+        if self.atomic_virial:
+            per_atom = np.empty((nlocal, 6))
+            tensor = out[keys.ATOMIC_VIRIAL].detach().cpu().double().numpy()  # [n, 3, 3]
+            per_atom[order] = tensor[:, _VOIGT_ROWS, _VOIGT_COLUMNS]
+            self.lmp.fix_external_set_virial_peratom(self.fix_id, per_atom)
 
     def raise_error(self) -> None:
         """Raise the exception a callback met, if any (the run it halted is over)."""

