@@ -142,7 +142,12 @@ class EqnaCalculator(Calculator):
 
     Args:
         model: path to a ``model.pt``, a zoo name (see :func:`resolve_model_path`), or a
-            :class:`eqna.models.AtomisticModel` (copied; the caller's module is left untouched).
+            :class:`eqna.models.AtomisticModel` (copied; the caller's module is left untouched);
+            or a list of them: a committee (same elements, cutoff and neighbour cap), whose
+            mean is the result and whose spread is in ``results``: ``energy_std`` (eV),
+            ``forces_std`` [n] (eV/Å, per atom: the root of the summed variances of its three
+            components) and, for periodic cells, ``stress_std`` [6]; standard deviations over
+            the members (ddof 0). The members share one graph and neighbour list.
         device: torch device the model runs on.
         dtype: ``None`` keeps the saved (or the module's) dtype; else ``"float32"``,
             ``"float64"`` or a torch dtype.
@@ -154,7 +159,9 @@ class EqnaCalculator(Calculator):
         **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
 
     Attributes:
-        model: the frozen :class:`eqna.models.AtomisticModel` in eval mode.
+        model: the frozen :class:`eqna.models.AtomisticModel` in eval mode (a committee's
+            first member).
+        committee: every member, ``[model]`` for a single model.
         info: the model file's metadata (family, hparams, units, versions), or
             ``{"source": "module"}``.
         neighbour_list: the :class:`VerletNeighbourList` (``num_builds`` counts rebuilds).
@@ -177,7 +184,13 @@ class EqnaCalculator(Calculator):
     ):
         super().__init__(**kwargs)
         self.device = torch.device(device)
-        self.model, self.info = _prepare_model(model, self.device, dtype)
+        members = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not members:
+            raise ValueError("a committee needs at least one model")
+        self.model, self.info = _prepare_model(members[0], self.device, dtype)
+        self.committee = [self.model] + [
+            _member(m, k, self.model, self.device) for k, m in enumerate(members[1:], start=1)
+        ]
         self.dtype = self.model.dtype
         self.r_max = self.model.r_max
         self.elements = self.model.elements
@@ -214,14 +227,42 @@ class EqnaCalculator(Calculator):
                 f"stress needs a cell periodic in all three directions; this structure has "
                 f"pbc={atoms.pbc.tolist()}"
             )
-        out = self.model(self.graph(atoms), compute_stress=periodic)
-        energy = float(out[keys.ENERGY].detach().sum())
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "forces": out[keys.FORCES].detach().cpu().double().numpy(),
-            "energies": out[keys.ATOMIC_ENERGIES].detach().cpu().double().numpy(),
-        }
+        graph = self.graph(atoms)
+        runs = [_numpy(model(graph, compute_stress=periodic), periodic) for model in self.committee]
+        mean = {key: np.mean([run[key] for run in runs], axis=0) for key in runs[0]}
+        energy = float(mean["energy"])
+        self.results = {"energy": energy, "free_energy": energy, "forces": mean["forces"],
+                        "energies": mean["energies"]}  # fmt: skip
         if periodic:
-            stress = out[keys.STRESS][0].detach().cpu().double().numpy()
-            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+            self.results["stress"] = mean["stress"]
+        if len(runs) > 1:
+            spread = {key: np.std([run[key] for run in runs], axis=0) for key in runs[0]}
+            self.results["energy_std"] = float(spread["energy"])
+            self.results["forces_std"] = np.sqrt((spread["forces"] ** 2).sum(axis=1))
+            if periodic:
+                self.results["stress_std"] = spread["stress"]
+
+
+def _member(model, k: int, first: AtomisticModel, device) -> AtomisticModel:
+    """Committee member ``k``, in the first member's dtype; it must read the same graphs."""
+    member, _ = _prepare_model(model, device, first.dtype)
+    if member.graph_spec != first.graph_spec:
+        raise ValueError(
+            f"committee member {k} ({model if isinstance(model, str) else 'module'}) reads other "
+            f"graphs than member 0: {member.graph_spec} vs {first.graph_spec} (a committee "
+            "shares elements, cutoff and neighbour cap)"
+        )
+    return member
+
+
+def _numpy(out: dict, periodic: bool) -> dict[str, np.ndarray]:
+    """One model's energy, forces, per-atom energies and (periodic) Voigt stress."""
+    result = {
+        "energy": out[keys.ENERGY].detach().sum().cpu().double().numpy(),
+        "forces": out[keys.FORCES].detach().cpu().double().numpy(),
+        "energies": out[keys.ATOMIC_ENERGIES].detach().cpu().double().numpy(),
+    }
+    if periodic:
+        stress = out[keys.STRESS][0].detach().cpu().double().numpy()
+        result["stress"] = full_3x3_to_voigt_6_stress(stress)
+    return result
