@@ -7,6 +7,9 @@ relaxation, and stops as soon as the structure turns unphysical: two atoms close
 
 Exit codes: 0 stable, 2 bad input (nothing is written), 3 unstable (the run stopped early;
 the trajectory up to and including the unphysical frame and the JSON summary are written).
+With --committee the forces are the members' mean; --max-force-std stops the run (exit 3)
+at the first frame where they disagree on an atom by more than that (the active-learning
+hook; --uncertain-frame writes that frame with the mean forces and their std per atom).
 
 Units and rules:
   --friction is in 1/fs (0.01/fs = 10/ps). npt is ASE's LangevinBAOAB, hydrostatic: thermostat
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
-from ase.io import read
+from ase.io import read, write
 from ase.io.formats import UnknownFileTypeError, filetype
 
 from eqna.calculators import EqnaCalculator
@@ -87,6 +90,8 @@ def summarize(args, atoms: Atoms, monitor: StabilityMonitor, run: dict, relaxed)
         "steps_per_s": steps_done / run["wall_s"] if steps_done and run["wall_s"] > 0 else None,
         "mean_temperature_K": finite(np.mean(monitor.temperature)) if monitor.temperature else None,
         "max_force_eV_A": monitor.max_force,
+        "max_force_std_eV_A": monitor.largest_force_std,  # None without a committee
+        "committee": [args.model, *args.committee] if args.committee else None,
         "min_pair_distance_A": finite(monitor.closest),
         "energy_drift_meV_per_atom_per_ps": finite(drift),
         "energy_fluctuation_meV_per_atom": finite(fluctuation),
@@ -97,6 +102,7 @@ def summarize(args, atoms: Atoms, monitor: StabilityMonitor, run: dict, relaxed)
         "thresholds": {
             "min_distance_A": monitor.min_distance,
             "max_temperature_K": finite(monitor.max_temperature),
+            "max_force_std_eV_A": args.max_force_std,
         },
     }
 
@@ -122,6 +128,8 @@ def format_summary(summary: dict) -> str:
         rows.append(
             ("NVE fluctuation (meV/atom)", num(summary["energy_fluctuation_meV_per_atom"], ".3g"))
         )
+    if summary["max_force_std_eV_A"] is not None:
+        rows.append(("committee max force std (eV/Å)", num(summary["max_force_std_eV_A"], ".3g")))
     if summary["mean_volume_A3_per_atom"] is not None:
         rows.append(("mean volume (Å³/atom)", num(summary["mean_volume_A3_per_atom"], ".4g")))
     rows.append(("stable", "yes" if summary["stable"] else f"no: {summary['reason']}"))
@@ -142,6 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_version(parser)
     add = parser.add_argument
     add("model", help="model.pt, or a zoo name (eqna-zoo list; see eqna.models.resolve_model_path)")
+    add(
+        "--committee",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="more models: MODEL and these are a committee (mean forces, their spread)",
+    )
+    add(
+        "--max-force-std",
+        type=float,
+        metavar="EV_PER_A",
+        help="stop (exit 3) when the committee's per-atom force std exceeds this",
+    )
+    add(
+        "--uncertain-frame",
+        metavar="FILE",
+        help="with --max-force-std: write the frame that stopped the run here (extxyz)",
+    )
     add("structure", help="any file ase.io.read reads (extxyz, cif, traj, ...)")
     add("--index", type=int, default=-1, help="frame of STRUCTURE (default -1: the last)")
     add("--ensemble", choices=ENSEMBLES, default="nve", help="default nve")
@@ -192,10 +218,17 @@ def check_args(args) -> None:
             raise InputError(
                 f"{name} must be {rule}, got {getattr(args, name[2:].replace('-', '_'))}"
             )
-    for name in ("traj", "json"):
+    if args.max_force_std is not None and not args.committee:
+        raise InputError("--max-force-std needs a committee: give more models with --committee")
+    if args.max_force_std is not None and not args.max_force_std > 0:
+        raise InputError(f"--max-force-std must be > 0, got {args.max_force_std}")
+    if args.uncertain_frame is not None and args.max_force_std is None:
+        raise InputError("--uncertain-frame is written only with --max-force-std")
+    for name in ("traj", "json", "uncertain_frame"):
         path = getattr(args, name)
         if path is not None and not Path(path).parent.is_dir():
-            raise InputError(f"--{name} {path}: folder {Path(path).parent} does not exist")
+            flag = "--" + name.replace("_", "-")
+            raise InputError(f"{flag} {path}: folder {Path(path).parent} does not exist")
     if args.traj is not None:
         try:
             fmt = filetype(args.traj, read=False, guess=False)
@@ -223,8 +256,9 @@ def read_structure(path: str, index: int) -> Atoms:
     return atoms
 
 
-def load_calculator(model: str, device: str, dtype: str | None) -> EqnaCalculator:
-    """The calculator, or an :class:`InputError` naming the model or device that failed."""
+def load_calculator(model, device: str, dtype: str | None) -> EqnaCalculator:
+    """The calculator (``model`` a list: a committee), or an :class:`InputError` naming the
+    model or device that failed."""
     try:
         torch.zeros(1, device=device)
     except (RuntimeError, AssertionError) as err:  # torch asserts for a build without CUDA
@@ -251,7 +285,8 @@ def prepare(args) -> tuple[Atoms, EqnaCalculator]:
             f"{args.structure}: npt needs a cell periodic in all three directions, "
             f"this frame has pbc={atoms.pbc.tolist()}"
         )
-    calc = load_calculator(args.model, args.device, args.dtype)
+    models = [args.model, *args.committee] if args.committee else args.model
+    calc = load_calculator(models, args.device, args.dtype)
     where = f"{args.structure} frame {args.index}: "
     try:
         type_indices(atoms.numbers, calc.elements, where=where)
@@ -261,6 +296,16 @@ def prepare(args) -> tuple[Atoms, EqnaCalculator]:
         raise InputError(str(err)) from err
     atoms.calc = calc
     return atoms, calc
+
+
+def write_frame(path: str, atoms: Atoms) -> None:
+    """The frame with its committee's mean forces and spread, whole or not at all."""
+    frame = atoms.copy()
+    frame.arrays["eqna_forces"] = atoms.calc.results["forces"].copy()
+    frame.arrays["eqna_forces_std"] = atoms.calc.results["forces_std"].copy()
+    part = Path(path).with_name(Path(path).name + ".part")
+    write(part, frame, format="extxyz")
+    os.replace(part, path)
 
 
 def write_json(path: str, summary: dict) -> None:
@@ -289,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         atoms, args.ensemble, args.timestep, args.temperature, args.friction, args.pressure, rng
     )
     limit = temperature_limit(args.temperature, args.max_temperature_factor, args.max_temperature)
-    monitor = StabilityMonitor(args.min_distance, limit, calc.r_max, args.check_interval)
+    monitor = StabilityMonitor(
+        args.min_distance, limit, calc.r_max, args.check_interval, args.max_force_std
+    )
     writer = FrameWriter(Path(args.traj)) if args.traj else None
     try:
         run = run_md(
@@ -302,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     if writer is not None:
         writer.commit()
+    if args.uncertain_frame and monitor.stopped_by_committee:
+        write_frame(args.uncertain_frame, atoms)
     summary = summarize(args, atoms, monitor, run, relaxed)
     print(f"{args.structure} with {args.model}")
     print(format_summary(summary))

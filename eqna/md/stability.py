@@ -59,12 +59,15 @@ class StabilityMonitor:
         cutoff: radius searched for the shortest pair distance, Å (at least ``min_distance``).
         check_interval: pair distances are checked every this many steps (the temperature and
             finiteness every step).
+        max_force_std: eV/Å; a committee calculator's per-atom force spread above it stops
+            the run (None: recorded, never a stop).
     """
 
     min_distance: float
     max_temperature: float
     cutoff: float
     check_interval: int = 1
+    max_force_std: float | None = None
     time_fs: array = field(default_factory=lambda: array("d"))  # 8 bytes a step each
     potential: array = field(default_factory=lambda: array("d"))  # eV
     kinetic: array = field(default_factory=lambda: array("d"))  # eV
@@ -72,6 +75,8 @@ class StabilityMonitor:
     volume: array = field(default_factory=lambda: array("d"))  # Å^3 (periodic cells only)
     max_force: float = 0.0  # eV/Å, largest per-atom |F| seen
     closest: float = np.inf  # Å, shortest pair distance seen
+    largest_force_std: float | None = None  # eV/Å, a committee's largest per-atom spread seen
+    stopped_by_committee: bool = False  # the run stopped at max_force_std
 
     def observe(self, atoms: Atoms, step: int, time_fs: float) -> str | None:
         """Record the current frame; returns why it is unphysical, or None."""
@@ -97,6 +102,16 @@ class StabilityMonitor:
                 return (
                     f"step {step}: atoms {i} and {j} are {distance:.3f} Å apart "
                     f"(< --min-distance {self.min_distance} Å)"
+                )
+        spread = atoms.calc.results.get("forces_std") if atoms.calc is not None else None
+        if spread is not None and len(spread):
+            atom = int(np.argmax(spread))
+            self.largest_force_std = max(self.largest_force_std or 0.0, float(spread[atom]))
+            if self.max_force_std is not None and spread[atom] > self.max_force_std:
+                self.stopped_by_committee = True
+                return (
+                    f"step {step}: the committee disagrees on atom {atom}: force std "
+                    f"{spread[atom]:.3f} eV/Å > --max-force-std {self.max_force_std} eV/Å"
                 )
         if temperature > self.max_temperature:
             return (

@@ -52,6 +52,7 @@ def files(tmp_path_factory):
     paths = {
         "model": save_tiny_model(root / "model.pt"),
         "exploding": save_tiny_model(root / "exploding.pt", scale=1e4),
+        "other": save_tiny_model(root / "other.pt", seed=1),
         "water": str(root / "water.xyz"),
         "diamond": str(root / "diamond.xyz"),
         "silicon": str(root / "silicon.xyz"),
@@ -112,6 +113,8 @@ def test_an_exploding_model_is_stopped_early(files, tmp_path, capsys):
         ("water", ["--index", 3], "no frame 3"),
         ("water", ["--traj", "out.pdb"], "use a .traj or .xyz/.extxyz"),
         ("water", ["--timestep", 0], "--timestep must be > 0"),
+        ("water", ["--max-force-std", 0.1], "--max-force-std needs a committee"),
+        ("water", ["--uncertain-frame", "out.xyz"], "written only with --max-force-std"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(files, tmp_path, capsys, structure, extra, message):
@@ -202,3 +205,22 @@ def test_bad_start_geometry_exits_2_with_the_training_checks(
     captured = capsys.readouterr()
     assert message in captured.err and "Traceback" not in captured.err
     assert list(out.iterdir()) == []
+
+
+def test_a_committee_run_records_its_spread_and_stops_where_it_disagrees(files, tmp_path):
+    summary_file = tmp_path / "summary.json"
+    argv = [files["model"], files["water"], "--committee", files["other"], "--steps", 20,
+            "--json", summary_file]  # fmt: skip
+    assert run(*argv) == 0
+    summary = json.loads(summary_file.read_text())
+    assert summary["committee"] == [files["model"], files["other"]]
+    spread = summary["max_force_std_eV_A"]
+    assert spread > 0
+    frame = tmp_path / "uncertain.xyz"
+    assert run(*argv, "--max-force-std", spread / 2, "--uncertain-frame", frame) == 3
+    stopped = json.loads(summary_file.read_text())
+    assert "the committee disagrees on atom" in stopped["reason"]
+    assert stopped["steps_done"] < 20
+    written = read(frame)
+    assert written.arrays["eqna_forces_std"].max() > spread / 2
+    assert written.arrays["eqna_forces"].shape == (3, 3)
