@@ -7,6 +7,7 @@ examples:
   eqna-train --list-keys                          # every config key: type, default, meaning
   eqna-train my.yaml -o runs/a --resume           # continue a killed or interrupted run
   eqna-train --export runs/a/checkpoints/last.ckpt -o model.pt   # any checkpoint -> model.pt
+  eqna-train my.yaml -o runs/c --committee 4      # 4 seeds: runs/c/member_0..3, committee.json
 
 CONFIG is a YAML file, or the name of a zoo architecture (``eqna-zoo list``). A config may
 start from another with ``base: other.yaml`` and state only its differences. Overrides are
@@ -42,6 +43,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list-keys", action="store_true", help="print every config key and exit")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT")
     p.add_argument("--overwrite", action="store_true", help="replace the run in OUT")
+    p.add_argument(
+        "--committee", type=int, metavar="N",
+        help="train N members (training.seed + k) into OUT/member_k, listed in committee.json",
+    )  # fmt: skip
     p.add_argument(
         "--export", metavar="CHECKPOINT", help="write a checkpoint as a model.pt (-o) and exit"
     )
@@ -79,17 +84,30 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         return user_error(err, args.debug)
     out = Path(args.out) if args.out else Path("runs") / config.name
+    if args.committee is not None:
+        if args.committee < 2:
+            return user_error(ValueError(f"--committee needs >= 2 members, got {args.committee}"))
+        seed = config.training.seed
+        configs = [
+            load_config(config_path(args.config), [*args.overrides, f"training.seed={seed + k}"])
+            for k in range(args.committee)
+        ]
+        return _train(configs, out, args)
     return _train(config, out, args)
 
 
 def _train(config, out: Path, args) -> int:
+    from eqna.train.committee import train_committee
     from eqna.train.lifecycle import EXIT_CODES, Interrupted  # heavy imports once it is valid
     from eqna.train.module import TrainingDiverged
     from eqna.train.run import ModelBuildError, SetupError, train
     from eqna.train.run_folder import RunFolderError
 
     try:
-        train(config, out, resume=args.resume, overwrite=args.overwrite)
+        if isinstance(config, list):  # a committee's members
+            train_committee(config, out, resume=args.resume, overwrite=args.overwrite)
+        else:
+            train(config, out, resume=args.resume, overwrite=args.overwrite)
     except (DataError, UnknownElementError, SetupError, RunFolderError, ModelBuildError) as err:
         return user_error(err, args.debug)
     except TrainingDiverged as err:
@@ -98,9 +116,8 @@ def _train(config, out: Path, args) -> int:
     except Interrupted as err:
         print(
             f"interrupted ({err}): {out}/model.pt holds the best weights so far; continue with "
-            f"eqna-train {args.config} {' '.join(args.overrides)} -o {out} --resume".replace(
-                "  ", " "
-            ),
+            f"eqna-train {args.config} {' '.join(args.overrides)} -o {out} --resume"
+            f"{f' --committee {args.committee}' if args.committee else ''}".replace("  ", " "),
             file=sys.stderr,
         )
         return EXIT_CODES[err.signum]

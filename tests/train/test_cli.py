@@ -1,6 +1,8 @@
 """The command lines: console scripts, --version, --list-keys, refusals before writing, logs."""
 
 import importlib.metadata
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +195,52 @@ def test_lightning_note_at_every_checkpoint_is_dropped(caplog):
         logging.getLogger(name).info("`weights_only` was not set, defaulting to `False`.")
         logging.getLogger(name).info("Restored all states from the checkpoint")
     assert [r.getMessage() for r in caplog.records] == ["Restored all states from the checkpoint"]
+
+
+def test_a_committee_trains_members_with_their_own_seeds(tmp_path, capsys):
+    from ase.build import molecule
+
+    from eqna.calculators import EqnaCalculator
+    from eqna.train.committee import MANIFEST, committee_members
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(max_epochs=1)))
+    out = tmp_path / "committee"
+    assert train_main([str(path), "-o", str(out), "--committee", "2"]) == 0
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert [m["seed"] for m in manifest["members"]] == [1, 2]  # tiny_config's seed, + k
+    assert all(m["done"] and m["test"]["forces_mae"] > 0 for m in manifest["members"])
+    members = committee_members(out)
+    assert members == [str(out / "member_0" / "model.pt"), str(out / "member_1" / "model.pt")]
+    atoms = molecule("CH3OH")
+    atoms.calc = EqnaCalculator(members)
+    atoms.get_forces()
+    assert atoms.calc.results["energy_std"] > 0  # different seeds, different models
+    before = [Path(m).stat().st_mtime_ns for m in members]
+    assert train_main([str(path), "-o", str(out), "--committee", "2", "--resume"]) == 0
+    assert [Path(m).stat().st_mtime_ns for m in members] == before  # finished: not retrained
+    assert train_main([str(path), "-o", str(out), "--committee", "2"]) == 2  # not empty
+    assert "continue the committee with --resume" in capsys.readouterr().err
+    assert train_main([str(path), "-o", str(tmp_path / "one"), "--committee", "1"]) == 2
+
+
+def test_a_killed_committee_resumes_its_unfinished_member(tmp_path, monkeypatch):
+    from eqna.train import committee
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(max_epochs=1)))
+    out, calls = tmp_path / "committee", []
+    real_train = committee.train
+
+    def killed_at_the_second(config, folder, resume=False, overwrite=False):
+        calls.append((folder.name, resume))
+        if folder.name == "member_1" and len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies while member 1 trains
+        return real_train(config, folder, resume=resume, overwrite=overwrite)
+
+    monkeypatch.setattr(committee, "train", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        train_main([str(path), "-o", str(out), "--committee", "2"])
+    assert train_main([str(path), "-o", str(out), "--committee", "2", "--resume"]) == 0
+    assert [name for name, _ in calls] == ["member_0", "member_1", "member_1"]  # 0 not again
+    assert len(committee.committee_members(out)) == 2
