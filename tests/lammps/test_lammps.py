@@ -181,6 +181,15 @@ def test_a_script_runs_from_the_command_line(tmp_path, capsys, monkeypatch):
     script.write_text("units metal\nlabel again\njump SELF again\n")
     assert main([SI, str(script)]) == 2
     assert "line 2: `label` (a loop) is not supported" in capsys.readouterr().err
+    squeezed = silicon()
+    squeezed.positions[1] = squeezed.positions[0] + 0.05
+    squeezed.write(tmp_path / "squeezed.data", format="lammps-data", masses=True)
+    script.write_text(
+        "units metal\natom_style atomic\nread_data squeezed.data\n"
+        "fix eqna all external pf/callback 1 1\nfix integrate all nve\nrun 5\n"
+    )
+    assert main([SI, str(script)]) == 2
+    assert "line 6: `run 5`: the model failed: EqnaCalculator: atoms 0" in capsys.readouterr().err
     script.write_text(f"include {tmp_path / 'setup.lammps'}\nrun 1\n")
     assert main([SI, str(script)]) == 2
     assert "`run` before the eqna potential" in capsys.readouterr().err
