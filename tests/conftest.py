@@ -1,1 +1,1 @@
-from eqna.testing.fixtures import float_dtype  # noqa: F401
+from eqna.testing.fixtures import float_dtype, one_thread  # noqa: F401

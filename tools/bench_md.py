@@ -8,6 +8,7 @@ alone; torch allocations are invisible to tracemalloc. Prints a markdown table.
     python tools/bench_md.py --model path/to/model.pt --cases si512-float64
     python tools/bench_md.py --config zoo/equivariant_na.yaml   # another zoo architecture
     python tools/bench_md.py --mace /work/mace-venv --json md.json   # MACE beside every case
+    python tools/bench_md.py --export aoti        # the model exported (eqna-export) beside eager
 
 Speed does not depend on training, so the default model is the architecture of
 ``zoo/equivariant.yaml`` (or ``--config``) with random weights, elements H, C, N, O, Si.
@@ -16,6 +17,9 @@ Speed does not depend on training, so the default model is the architecture of
 ``MACECalculator`` on the same structure, steps and threads, right after each eqna case so that
 drift of the machine's load hits both. MACE runs in ``VENV/bin/python`` on this file's worker
 entry point; eqna never imports it.
+
+``--export KIND`` exports the same model once per dtype (``eqna.export``, timed, in a worker
+of its own) and runs each case again through the exported ``.pt2``, right after the eager one.
 """
 
 import argparse
@@ -23,6 +27,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -152,6 +157,38 @@ def run_eqna(spec: dict) -> dict:
     }
 
 
+def eqna_model(spec: dict):
+    """The case's model (``--model`` or the random one), frozen, in the case's dtype."""
+    from eqna.calculators.ase import _prepare_model
+
+    model = spec["model"] or make_model(spec["channels"], spec["config"])
+    return _prepare_model(model, "cpu", spec["dtype"])[0]
+
+
+def run_export(spec: dict) -> dict:
+    """Export the case's model to ``spec["path"]`` (in its own process: compiling is heavy)."""
+    import torch
+
+    from eqna.export import export_model
+
+    torch.set_num_threads(spec["threads"])
+    start = time.perf_counter()
+    export_model(eqna_model(spec), spec["path"], spec["kind"])
+    return {"seconds": time.perf_counter() - start}
+
+
+def run_exported(spec: dict) -> dict:
+    """One case through the exported file ``spec["path"]``."""
+    import torch
+
+    from eqna.calculators import EqnaCalculator
+
+    torch.set_num_threads(spec["threads"])
+    calc = EqnaCalculator(spec["path"])
+    result = time_md(make_system(spec["system"]), calc, spec)
+    return {**result, "rebuilds": calc.neighbour_list.num_builds}
+
+
 def make_mace(dtype: str):
     """Random ``MACE_SMALL`` (seed 0) in ``dtype``, as mace_run_train builds it."""
     import numpy as np
@@ -199,9 +236,16 @@ def spawn(spec: dict, python: str = sys.executable) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(spec: dict, mace_python: str | None) -> dict:
-    """eqna's case, then (with ``mace_python``) MACE's on the same spec right after it."""
+def measure(spec: dict, mace_python: str | None, exported: dict) -> dict:
+    """eqna's case, then (with ``exported``: dtype -> .pt2) the exported model's and (with
+    ``mace_python``) MACE's on the same spec right after it."""
     record = {**spec, "eqna": spawn({**spec, "engine": "eqna"})}
+    if exported:
+        path = exported[spec["dtype"]]
+        record["exported"] = spawn({**spec, "engine": "exported", "path": path})
+        record["exported_over_eager"] = (
+            record["exported"]["steps_per_s"] / record["eqna"]["steps_per_s"]
+        )
     if mace_python:
         record["mace"] = spawn({**spec, "engine": "mace"}, mace_python)
         record["eqna_over_mace"] = record["eqna"]["steps_per_s"] / record["mace"]["steps_per_s"]
@@ -216,18 +260,23 @@ def table_row(record: dict) -> str:
         f"| {record['system']} | {r['atoms']} | {record['dtype']} "
         f"| {r['steps_per_s']:.3g} | {r['peak_mb']:.0f} | {r['md_mb']:.0f} | {r['rebuilds']} |"
     )
+    if "exported" in record:
+        row += f" {record['exported']['steps_per_s']:.3g} | {record['exported_over_eager']:.2f} |"
     if "mace" in record:
         row += f" {record['mace']['steps_per_s']:.3g} | {record['eqna_over_mace']:.2f} |"
     return row
 
 
-def table_head(mace: bool) -> str:
+def table_head(mace: bool, export: str | None = None) -> str:
     """Header and alignment lines of the table."""
     head = (
         "| model (irreps, params) | system | atoms | dtype | MD steps/s | peak RSS (MB) "
         "| MD ΔRSS (MB) | NL builds |"
     )
     align = "|---|---|---:|---|---:|---:|---:|---:|"
+    if export:
+        head += f" exported ({export}) steps/s | exported/eager |"
+        align += "---:|---:|"
     if mace:
         head += " MACE steps/s | eqna/MACE |"
         align += "---:|---:|"
@@ -248,7 +297,7 @@ def note(args, mace_params: int | None) -> str:
     )
 
 
-WORKERS = {"eqna": run_eqna, "mace": run_mace}
+WORKERS = {"eqna": run_eqna, "mace": run_mace, "export": run_export, "exported": run_exported}
 
 
 def case_spec(args, case: str) -> dict:
@@ -284,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--mace", metavar="VENV", help="also time MACE small in VENV/bin/python")
     parser.add_argument("--json", metavar="PATH", help="also write every case's results here")
+    parser.add_argument("--export", choices=("aoti", "program"),
+                        help="also time the model exported as KIND (eqna-export)")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -293,10 +344,23 @@ def main(argv: list[str] | None = None) -> None:
     mace_python = str(Path(args.mace) / "bin" / "python") if args.mace else None
     if mace_python and not Path(mace_python).is_file():
         parser.error(f"--mace {args.mace}: no bin/python there")
-    print(table_head(bool(mace_python)))
+    exported = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.export:
+            for dtype in sorted({case.split("-")[1] for case in args.cases}):
+                spec = {**case_spec(args, f"acac-{dtype}"), "engine": "export",
+                        "kind": args.export, "path": str(Path(tmp) / f"{dtype}.pt2")}  # fmt: skip
+                seconds = spawn(spec)["seconds"]
+                print(f"exported the {dtype} model ({args.export}) in {seconds:.0f} s", flush=True)
+                exported[dtype] = spec["path"]
+        run_cases(args, mace_python, exported)
+
+
+def run_cases(args, mace_python: str | None, exported: dict) -> None:
+    print(table_head(bool(mace_python), args.export))
     records = []
     for case in args.cases:
-        records.append({"case": case, **measure(case_spec(args, case), mace_python)})
+        records.append({"case": case, **measure(case_spec(args, case), mace_python, exported)})
         print(table_row(records[-1]), flush=True)
         if args.json:
             summary = {"mace_small": MACE_SMALL if mace_python else None, "cases": records}

@@ -21,6 +21,8 @@ from eqna.data import keys
 from eqna.data.collate import collate, to_device
 from eqna.data.neighbours import neighbour_graph
 from eqna.data.validation import GeometryLimits, check_before_search, check_distances
+from eqna.export.exported import ExportedModel, is_exported_file
+from eqna.models.committee import resolve_committee
 from eqna.models.interface import AtomisticModel
 from eqna.models.io import load_model, set_requires_grad
 from eqna.models.zoo import resolve_model_path
@@ -41,18 +43,26 @@ def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return DTYPES[name]
 
 
-def _prepare_model(model, device, dtype) -> tuple[AtomisticModel, dict]:
-    """Load or copy ``model``, cast it, put it in eval mode and freeze its parameters."""
+def _prepare_model(model, device, dtype) -> tuple[AtomisticModel | ExportedModel, dict]:
+    """Load or copy ``model``, cast it, put it in eval mode and freeze its parameters (an
+    exported .pt2 is loaded as it is)."""
     dtype = _as_dtype(dtype)
     if isinstance(model, AtomisticModel):
         # A copy: freezing and casting must not touch a module the caller may still train.
         module, info = copy.deepcopy(model), {"source": "module"}
         module.to(dtype=dtype or module.dtype)
         where = "the model passed in"
+    elif isinstance(model, ExportedModel):
+        if dtype is not None and dtype != model.dtype:
+            raise ValueError(f"{model.path}: exported in {model.info['dtype']}, not {dtype}")
+        return model, {**model.info, "source": str(model.path)}
     elif isinstance(model, torch.nn.Module):
         raise TypeError("pass an eqna.models.AtomisticModel (eqna.models.build_model builds one)")
     else:
         path = resolve_model_path(model)
+        if is_exported_file(path):  # compiled code: nothing to cast or freeze
+            module = ExportedModel(path, device, dtype)
+            return module, {**module.info, "source": str(path)}
         module, info = load_model(path, device, dtype)
         info["source"] = where = str(path)
     if not module.is_potential:
@@ -141,9 +151,12 @@ class EqnaCalculator(Calculator):
     """ASE calculator: energy, forces, per-atom energies and (3D-periodic cells) stress.
 
     Args:
-        model: path to a ``model.pt``, a zoo name (see :func:`resolve_model_path`), or a
-            :class:`eqna.models.AtomisticModel` (copied; the caller's module is left untouched);
-            or a list of them: a committee (same elements, cutoff and neighbour cap), whose
+        model: path to a ``model.pt`` or an exported ``.pt2`` (:mod:`eqna.export`), a zoo
+            name (see :func:`resolve_model_path`), an :class:`eqna.export.ExportedModel`, or
+            a :class:`eqna.models.AtomisticModel` (copied; the caller's module is left
+            untouched);
+            or a list of them, or a committee folder (:mod:`eqna.models.committee`; also by
+            zoo name): a committee (same elements, cutoff and neighbour cap), whose
             mean is the result and whose spread is in ``results``: ``energy_std`` (eV),
             ``forces_std`` [n] (eV/Å, per atom: the root of the summed variances of its three
             components) and, for periodic cells, ``stress_std`` [6]; standard deviations over
@@ -184,7 +197,10 @@ class EqnaCalculator(Calculator):
     ):
         super().__init__(**kwargs)
         self.device = torch.device(device)
-        members = list(model) if isinstance(model, (list, tuple)) else [model]
+        if isinstance(model, (list, tuple)):
+            members = list(model)
+        else:  # a committee folder (eqna-train --committee, or a zoo committee) or one model
+            members = resolve_committee(model) or [model]
         if not members:
             raise ValueError("a committee needs at least one model")
         self.model, self.info = _prepare_model(members[0], self.device, dtype)

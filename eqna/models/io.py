@@ -104,6 +104,11 @@ def read_model_file(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: model file not found")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: empty file, not an eqna model")
+    if path.suffix == ".pt2":
+        raise ValueError(
+            f"{path}: an exported model (eqna-export) runs in the calculator, eqna-md and "
+            "LAMMPS only; evaluation and training need the model.pt it was exported from"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign files: one clear message

@@ -77,9 +77,14 @@ def architecture_path(name: str) -> Path:
 
 
 def pretrained_models() -> list[dict]:
-    """Every ``<name>.pt`` in the zoo directories: name, path, size and its card metadata."""
+    """Every ``<name>.pt`` and committee ``<name>/committee.json`` in the zoo directories:
+    name, path, size and its card metadata (a committee's: of its members' mean)."""
     found, seen = [], set()
     for directory in zoo_dirs():
+        for manifest in sorted(directory.glob("*/committee.json")):
+            if manifest.parent.name not in seen:
+                seen.add(manifest.parent.name)
+                found.append(_committee_entry(manifest))
         for path in sorted(directory.glob("*.pt")):
             if path.stem in seen:
                 continue  # an earlier directory ($EQNA_ZOO) shadows the repository's zoo
@@ -99,6 +104,26 @@ def pretrained_models() -> list[dict]:
                 }
             )
     return found
+
+
+def _committee_entry(manifest: Path) -> dict:
+    """A zoo committee as :func:`pretrained_models` lists it."""
+    import json
+
+    folder, data = manifest.parent, json.loads(manifest.read_text())
+    payloads = [read_model_file(folder / m["model"]) for m in data["members"]]
+    hparams = payloads[0]["hparams"]
+    return {
+        "name": folder.name,
+        "path": folder,
+        "family": f"committee of {len(payloads)} {payloads[0]['family']}",
+        "elements": list(hparams["elements"]),
+        "r_max": float(hparams["r_max"]),
+        "params": sum(v.numel() for p in payloads for v in p["state_dict"].values()),
+        "megabytes": sum((folder / m["model"]).stat().st_size for m in data["members"]) / 1e6,
+        "card": data.get("card", {}),
+        "members": [folder / m["model"] for m in data["members"]],
+    }
 
 
 def architectures() -> list[Path]:

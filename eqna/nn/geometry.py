@@ -20,5 +20,9 @@ def edge_vectors(data: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
     """Sum rows of ``src`` [m, ...] into ``size`` bins given by ``index`` [m]."""
+    if isinstance(size, int) and size == 1:
+        # one bin (one graph's energy): a plain sum, which AOTInductor's CPU code generation
+        # compiles, where it fails on a vectorised scatter into one element (torch 2.13)
+        return src.sum(0, keepdim=True)
     out = src.new_zeros((size,) + src.shape[1:])
     return out.index_add_(0, index, src)

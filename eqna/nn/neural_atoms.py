@@ -54,7 +54,9 @@ def dense_slots(batch: torch.Tensor, num_atoms: torch.Tensor) -> tuple[torch.Ten
     """Row of each atom [n] in a zero-padded [g * n_max] layout, and n_max (atoms contiguous
     per graph, as collate makes them)."""
     first = torch.cumsum(num_atoms, 0) - num_atoms  # [g]
-    max_atoms = int(num_atoms.max())
+    # one graph (the calculator's case): n_max is n, a shape, which tracing (export) can
+    # follow, where the value num_atoms.max() would be data-dependent
+    max_atoms = batch.shape[0] if num_atoms.shape[0] == 1 else int(num_atoms.max())
     position = torch.arange(batch.shape[0], device=batch.device) - first[batch]
     return batch * max_atoms + position, max_atoms
 
@@ -203,6 +205,9 @@ class NeuralAtoms(nn.Module):
         self.retrieve = o3.Linear(self.irreps_pool, self.irreps_in)
         self.reciprocal_out = nn.Linear(reciprocal_channels, d, bias=False) if reciprocal else None
         self.num_neural_atoms = num_neural_atoms
+        # set by freeze_pruning: the kept indices as a buffer, for tracing (export), which
+        # cannot follow the data-dependent nonzero of active()
+        self.register_buffer("frozen_active", None, persistent=False)
 
     def gates(self) -> torch.Tensor:  # [K_max]
         if self.gate_logits is None:
@@ -211,6 +216,8 @@ class NeuralAtoms(nn.Module):
 
     def active(self) -> torch.Tensor:
         """Indices of the neural atoms used: all while training, those with g >= epsilon in eval."""
+        if self.frozen_active is not None:
+            return self.frozen_active
         if self.training or self.prune_epsilon <= 0:
             return torch.arange(self.num_neural_atoms, device=self.prototypes.device)
         return torch.nonzero(self.gates().detach() >= self.prune_epsilon).squeeze(-1)
@@ -269,6 +276,18 @@ def set_prune_epsilon(model: nn.Module, epsilon: float) -> None:
         raise ValueError(f"prune epsilon must be >= 0, got {epsilon}")
     for layer in neural_atom_layers(model):
         layer.prune_epsilon = float(epsilon)
+        layer.frozen_active = None
+
+
+def freeze_pruning(model: nn.Module) -> None:
+    """Fixes each neural-atom layer's kept neural atoms to those kept now (eval mode), so the
+    forward pass has no data-dependent shapes and can be traced (:mod:`eqna.export`). The
+    gates are parameters, so for a frozen model the kept set is the same for every input."""
+    for layer in neural_atom_layers(model):
+        if layer.training:
+            raise ValueError("freeze_pruning needs the model in eval mode (call model.eval())")
+        layer.frozen_active = None
+        layer.frozen_active = layer.active().clone()
 
 
 def gate_penalty(model: nn.Module) -> torch.Tensor | None:

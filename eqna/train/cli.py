@@ -48,6 +48,11 @@ def parser() -> argparse.ArgumentParser:
         help="train N members (training.seed + k) into OUT/member_k, listed in committee.json",
     )  # fmt: skip
     p.add_argument(
+        "--bootstrap", action="store_true",
+        help="with --committee: member k trains on a bootstrap resample of the training split "
+        "(data.bootstrap_seed = training.seed + k)",
+    )  # fmt: skip
+    p.add_argument(
         "--export", metavar="CHECKPOINT", help="write a checkpoint as a model.pt (-o) and exit"
     )
     return p
@@ -84,16 +89,26 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         return user_error(err, args.debug)
     out = Path(args.out) if args.out else Path("runs") / config.name
+    if args.bootstrap and args.committee is None:
+        return user_error(ValueError("--bootstrap resamples committee members: add --committee N"))
     if args.committee is not None:
         if args.committee < 2:
             return user_error(ValueError(f"--committee needs >= 2 members, got {args.committee}"))
         seed = config.training.seed
         configs = [
-            load_config(config_path(args.config), [*args.overrides, f"training.seed={seed + k}"])
+            load_config(
+                config_path(args.config),
+                [*args.overrides, *_member_overrides(seed + k, args.bootstrap)],
+            )
             for k in range(args.committee)
         ]
         return _train(configs, out, args)
     return _train(config, out, args)
+
+
+def _member_overrides(seed: int, bootstrap: bool) -> list[str]:
+    """A committee member's seed (and bootstrap resample)."""
+    return [f"training.seed={seed}"] + ([f"data.bootstrap_seed={seed}"] if bootstrap else [])
 
 
 def _train(config, out: Path, args) -> int:

@@ -38,6 +38,13 @@ class DataConfig(Section):
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of train to validate")
     test_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of train to test")
     split_seed: int = Field(0, ge=0, description="seed of the random train/valid/test split")
+    bootstrap_seed: int | None = Field(
+        None,
+        ge=0,
+        description="resample the training split with replacement, same size, with this seed "
+        "(a bootstrap member of a committee: eqna-train --committee N --bootstrap); "
+        "validation and test are untouched; null: no resampling",
+    )
     energy_key: Text = Field("energy", description="atoms.info key of the energy (eV)")
     forces_key: Text = Field("forces", description="atoms.arrays key of the forces (eV/Å)")
     stress_key: Text = Field("stress", description="atoms.info key of the stress (eV/Å³)")

@@ -179,3 +179,32 @@ def test_compare_crystal_features_two_parallel_runs(tmp_path):
     assert all(
         (tmp_path / "logs" / f"{m}-onehot-gaussian.log").is_file() for m in ("cgcnn", "flowgnn")
     )
+
+
+def test_committee_uncertainty_reports_every_set(tmp_path):
+    import torch
+    from ase.io import write
+    from helpers import EVALUATE_HPARAMS
+
+    from eqna.models.io import build_model, save_model
+
+    frames = read(resolve_path("embedded:xtb_molecules.xyz"), ":12")
+    write(tmp_path / "train.xyz", frames[:8])
+    write(tmp_path / "test.xyz", frames[8:])
+    members = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        model = build_model("equivariant", dict(EVALUATE_HPARAMS)).double()
+        save_model(tmp_path / f"m{seed}.pt", model, "equivariant", dict(EVALUATE_HPARAMS))
+        members.append({"model": f"m{seed}.pt", "seed": seed, "done": True})
+    (tmp_path / "committee.json").write_text(json.dumps({"members": members}))
+    out = tmp_path / "rows.json"
+    load_tool("committee_uncertainty").main(
+        [str(tmp_path), "--train", str(tmp_path / "train.xyz"), "--test",
+         str(tmp_path / "test.xyz"), "--md-temperatures", "900", "--md-steps", "4",
+         "--md-every", "2", "--json", str(out)]
+    )  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert [r["frames"] for r in rows][0] == 4 and rows[-1]["frames"] == 2
+    assert -1 <= rows[0]["spearman_per_structure"] <= 1 and rows[0]["mean_std_meV_A"] > 0
+    assert "force_rmse_meV_A" not in rows[-1]  # MD frames carry no labels

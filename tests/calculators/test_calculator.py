@@ -44,14 +44,7 @@ def make_model(seed: int = 0, **overrides):
     return build_model("equivariant", hparams(**overrides)).double().eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine a 2-thread pool
-    waits on its descheduled twin: 1 thread keeps this file at seconds, not a minute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,12 @@ refused."""
 
 import numpy as np
 import pytest
-import torch
 from ase.build import bulk, molecule
 from test_calculator import make_model
 
 from eqna.calculators import EqnaCalculator
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _single(model, atoms):

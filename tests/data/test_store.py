@@ -3,6 +3,7 @@ lazily; refused when packed for another cutoff, label keys or eqna version; a ki
 never mistaken for a complete store."""
 
 import json
+import logging
 
 import ase.io
 import numpy as np
@@ -329,16 +330,18 @@ def test_other_processes_of_a_launch_wait_for_the_first_ones_statistics(
 
 
 def test_a_process_waiting_on_a_read_only_store_computes_the_statistics(
-    tmp_path, source, monkeypatch
+    tmp_path, source, monkeypatch, caplog
 ):
     from eqna.data import store_statistics
 
     pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))
     monkeypatch.setattr(store_statistics, "_writable", lambda folder: False)
-    monkeypatch.setattr(store_statistics, "WAIT_SECONDS", 1e9)  # it must not wait at all
+    monkeypatch.setattr(store_statistics, "WAIT_SECONDS", 0.1)  # a wait would end, and log
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert prepare_data(_config(tmp_path / "store"), 3.0).derived
+    with caplog.at_level(logging.INFO, logger="eqna"):
+        assert prepare_data(_config(tmp_path / "store"), 3.0).derived
+    assert "waiting for the statistics" not in caplog.text  # it did not wait at all
 
 
 @pytest.mark.parametrize("block", [1, 2, 1 << 16])
@@ -352,3 +355,23 @@ def test_elements_of_a_subset_read_in_blocks(tmp_path, source, block):
         chosen = rng.choice(len(atoms), size=rng.integers(1, 6))  # repeats, any order
         expected = {int(z) for i in chosen for z in atoms[i].numbers}
         assert StoreFrames(store, chosen).elements(block) == expected
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["extxyz", "store"])
+def test_a_bootstrap_resamples_the_training_split_only(tmp_path, source, packed):
+    path = source
+    if packed:
+        pack([str(source)], tmp_path / "store", StoreKeys(**KEYS))
+        path = tmp_path / "store"
+    plain = prepare_data(_config(path), 3.0)
+    boot = prepare_data(_config(path, bootstrap_seed=5), 3.0)
+    ids, original = list(boot.train.frame_ids), list(plain.train.frame_ids)
+    assert len(ids) == len(original) and set(ids) <= set(original)
+    assert len(set(ids)) < len(ids)  # drawn with replacement (all distinct: p = n!/n^n)
+    assert len(boot.train) == len(ids)
+    for name in ("valid", "test"):
+        assert list(getattr(boot, name).frame_ids) == list(getattr(plain, name).frame_ids)
+    assert list(prepare_data(_config(path, bootstrap_seed=5), 3.0).train.frame_ids) == ids
+    assert list(prepare_data(_config(path, bootstrap_seed=7), 3.0).train.frame_ids) != ids
+    with pytest.raises(DataError, match="bootstrap_seed=6, drew no frame holding them"):
+        prepare_data(_config(path, bootstrap_seed=6), 3.0)  # this resample lost the Si frames

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,13 +37,7 @@ def save_tiny_model(path, seed: int = 0, **overrides):
     return str(path)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; one keeps this file fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +219,16 @@ def test_a_committee_run_records_its_spread_and_stops_where_it_disagrees(files, 
     written = read(frame)
     assert written.arrays["eqna_forces_std"].max() > spread / 2
     assert written.arrays["eqna_forces"].shape == (3, 3)
+
+
+def test_a_committee_folder_is_a_committee(files, tmp_path):
+    folder = tmp_path / "committee"
+    folder.mkdir()
+    members = [{"model": str(Path(files[name]).resolve()), "done": True}
+               for name in ("model", "other")]  # fmt: skip
+    (folder / "committee.json").write_text(json.dumps({"members": members}))
+    summary_file = tmp_path / "summary.json"
+    argv = [folder, files["water"], "--steps", 10, "--json", summary_file]
+    assert run(*argv, "--max-force-std", 100.0) == 0  # a committee: the check is accepted
+    summary = json.loads(summary_file.read_text())
+    assert len(summary["committee"]) == 2 and summary["max_force_std_eV_A"] > 0

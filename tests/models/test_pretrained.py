@@ -28,7 +28,7 @@ def _check_data(spec: str) -> Path:
 def test_the_zoo_ships_pretrained_models():
     assert len(MODELS) >= 1, "no zoo/*.pt found"
     for model in MODELS:
-        assert model["megabytes"] <= 5.0, model["name"]
+        assert model["megabytes"] <= 5.0, model["name"]  # a committee: all members together
         assert model["path"].with_suffix(".md").is_file(), f"{model['name']}: no model card"
         for key in ("training_data", "reference_method", "licence", "train_command", "check"):
             assert model["card"].get(key), f"{model['name']}: card lacks {key}"
@@ -43,12 +43,17 @@ def test_pretrained_model_reproduces_its_card(model):
     frames = [ase.io.read(path, index=i) for i in check["frames"]]
     calc = EqnaCalculator(model["name"])  # by name, through the zoo
     dataset = GraphDataset(frames, calc.model.graph_spec, LabelKeys(), str(path))
-    metrics, _ = evaluate_dataset(calc.model, dataset, batch_size=16)
-    for key, expected in check["metrics"].items():
-        assert metrics[key] == pytest.approx(expected, rel=1e-4, abs=1e-4), key
+    expected_per_member = check.get("members", [check["metrics"]])  # a committee: each member
+    assert len(calc.committee) == len(expected_per_member)
+    for member, expected_metrics in zip(calc.committee, expected_per_member):
+        metrics, _ = evaluate_dataset(member, dataset, batch_size=16)
+        for key, expected in expected_metrics.items():
+            assert metrics[key] == pytest.approx(expected, rel=1e-4, abs=1e-4), key
     atoms = frames[0].copy()
     atoms.calc = calc
     assert torch.isfinite(torch.as_tensor(atoms.get_forces())).all()
+    if len(calc.committee) > 1:
+        assert 0 < atoms.calc.results["forces_std"].max() < 1.0  # eV/Å: members agree roughly
 
 
 def test_zoo_cli_lists_and_shows(capsys):

@@ -216,6 +216,9 @@ def test_a_committee_trains_members_with_their_own_seeds(tmp_path, capsys):
     atoms.calc = EqnaCalculator(members)
     atoms.get_forces()
     assert atoms.calc.results["energy_std"] > 0  # different seeds, different models
+    by_folder = EqnaCalculator(out)  # the folder is the committee
+    assert len(by_folder.committee) == 2
+    assert by_folder.get_forces(atoms) == pytest.approx(atoms.get_forces(), abs=1e-12)
     before = [Path(m).stat().st_mtime_ns for m in members]
     assert train_main([str(path), "-o", str(out), "--committee", "2", "--resume"]) == 0
     assert [Path(m).stat().st_mtime_ns for m in members] == before  # finished: not retrained
@@ -244,3 +247,17 @@ def test_a_killed_committee_resumes_its_unfinished_member(tmp_path, monkeypatch)
     assert train_main([str(path), "-o", str(out), "--committee", "2", "--resume"]) == 0
     assert [name for name, _ in calls] == ["member_0", "member_1", "member_1"]  # 0 not again
     assert len(committee.committee_members(out)) == 2
+
+
+def test_a_bootstrap_committee_resamples_each_members_training_set(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(max_epochs=1)))
+    out = tmp_path / "committee"
+    assert train_main([str(path), "-o", str(out), "--committee", "2", "--bootstrap"]) == 0
+    manifest = json.loads((out / "committee.json").read_text())
+    assert [m["bootstrap_seed"] for m in manifest["members"]] == [1, 2]
+    for k in (0, 1):
+        config = yaml.safe_load((out / f"member_{k}" / "config.yaml").read_text())
+        assert config["data"]["bootstrap_seed"] == 1 + k
+    assert train_main([str(path), "-o", str(tmp_path / "x"), "--bootstrap"]) == 2
+    assert "add --committee N" in capsys.readouterr().err

@@ -1,0 +1,5 @@
+import sys
+
+from eqna.export.cli import main
+
+sys.exit(main())
