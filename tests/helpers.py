@@ -41,3 +41,25 @@ def tiny_config(**training) -> dict:
         "data": {"train": "embedded:xtb_molecules.xyz", "max_train_frames": 60, "batch_size": 4},
         "training": {"max_epochs": 2, "progress_bar": False, "seed": 1, **training},
     }
+
+
+ZOO_ELEMENTS = [1, 6, 8]
+ZOO_DERIVED = {"elements": ZOO_ELEMENTS, "atomic_energies": [-13.6, -1029.5, -2041.3]}
+
+
+def zoo_architecture(path, **overrides):
+    """(model, family, hparams): the zoo architecture YAML ``path`` with random weights (seed 0)
+    on H/C/O, at its real size unless ``overrides``; a float32 AtomisticModel in training mode."""
+    import torch
+
+    from eqna.models.io import build_model, builder_hparams
+    from eqna.train.config import load_config
+
+    model = {**load_config(path).model, **overrides}
+    family = model.pop("family")
+    torch.manual_seed(0)
+    hparams = {**model, **ZOO_DERIVED, "avg_num_neighbors": 10.0, "scale": 1.3, "shift": -0.2}
+    if model.get("output") == "property":
+        hparams.update(atomic_energies=None, target_mean=[-1.0], target_std=[0.5])
+    hparams = builder_hparams(family, hparams)
+    return build_model(family, hparams), family, hparams

@@ -159,10 +159,10 @@ def run_eqna(spec: dict) -> dict:
 
 def eqna_model(spec: dict):
     """The case's model (``--model`` or the random one), frozen, in the case's dtype."""
-    from eqna.calculators.ase import _prepare_model
+    from eqna.calculators.ase import prepare_model
 
     model = spec["model"] or make_model(spec["channels"], spec["config"])
-    return _prepare_model(model, "cpu", spec["dtype"])[0]
+    return prepare_model(model, "cpu", spec["dtype"])[0]
 
 
 def run_export(spec: dict) -> dict:

@@ -182,10 +182,10 @@ def publish_committee(args, card_fields: dict) -> None:
         "member_test_metrics": [c["test_metrics"] for c in cards],
         "check": {**cards[0]["check"], "members": [c["check"]["metrics"] for c in cards]},
     }
-    manifest = folder / "committee.json"
-    part = folder / ".committee.json.part"
-    part.write_text(json.dumps({"members": entries, "card": card}, indent=1) + "\n")
-    os.replace(part, manifest)
+    from eqna.evaluate.predictions import write_atomically
+
+    manifest = json.dumps({"members": entries, "card": card}, indent=1) + "\n"
+    write_atomically(folder / "committee.json", lambda part: part.write_text(manifest))
     params = sum(v.numel() for p in payloads for v in p["state_dict"].values())
     text = card_markdown(args.name, payloads[0], card, params, megabytes)
     members_table = ["", "Members (each evaluated alone on the same test set):", "",

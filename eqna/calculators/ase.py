@@ -27,7 +27,7 @@ from eqna.models.interface import AtomisticModel
 from eqna.models.io import load_model, set_requires_grad
 from eqna.models.zoo import resolve_model_path
 
-__all__ = ["EqnaCalculator", "VerletNeighbourList"]
+__all__ = ["EqnaCalculator", "VerletNeighbourList", "prepare_model"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -43,7 +43,7 @@ def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return DTYPES[name]
 
 
-def _prepare_model(model, device, dtype) -> tuple[AtomisticModel | ExportedModel, dict]:
+def prepare_model(model, device, dtype) -> tuple[AtomisticModel | ExportedModel, dict]:
     """Load or copy ``model``, cast it, put it in eval mode and freeze its parameters (an
     exported .pt2 is loaded as it is)."""
     dtype = _as_dtype(dtype)
@@ -203,7 +203,7 @@ class EqnaCalculator(Calculator):
             members = resolve_committee(model) or [model]
         if not members:
             raise ValueError("a committee needs at least one model")
-        self.model, self.info = _prepare_model(members[0], self.device, dtype)
+        self.model, self.info = prepare_model(members[0], self.device, dtype)
         self.committee = [self.model] + [
             _member(m, k, self.model, self.device) for k, m in enumerate(members[1:], start=1)
         ]
@@ -261,7 +261,7 @@ class EqnaCalculator(Calculator):
 
 def _member(model, k: int, first: AtomisticModel, device) -> AtomisticModel:
     """Committee member ``k``, in the first member's dtype; it must read the same graphs."""
-    member, _ = _prepare_model(model, device, first.dtype)
+    member, _ = prepare_model(model, device, first.dtype)
     if member.graph_spec != first.graph_spec:
         raise ValueError(
             f"committee member {k} ({model if isinstance(model, str) else 'module'}) reads other "

@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--atomic-virial", action="store_true", help="also the per-atom virial")
     args = parser.parse_args(argv)
     configure_logging()
-    from eqna.calculators.ase import _prepare_model
+    from eqna.calculators.ase import prepare_model  # the calculator imports eqna.export
 
     try:
-        model, info = _prepare_model(args.model, "cpu", args.dtype)
+        model, info = prepare_model(args.model, "cpu", args.dtype)
         if isinstance(model, ExportedModel):
             raise ValueError(f"{args.model}: already an exported model")
         start = time.perf_counter()

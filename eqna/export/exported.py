@@ -84,15 +84,18 @@ def export_model(
     text = json.dumps(meta)
     partial = path.with_name(path.stem + ".partial.pt2")  # never a half-written model file
     path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "program":
-        torch.export.save(program, partial, extra_files={METADATA: text})
-    else:
-        torch._inductor.aoti_compile_and_package(
-            program,
-            package_path=str(partial),
-            inductor_configs={"aot_inductor.metadata": {METADATA: text}},
-        )
-    os.replace(partial, path)
+    try:
+        if kind == "program":
+            torch.export.save(program, partial, extra_files={METADATA: text})
+        else:
+            torch._inductor.aoti_compile_and_package(
+                program,
+                package_path=str(partial),
+                inductor_configs={"aot_inductor.metadata": {METADATA: text}},
+            )
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # a failed compile leaves nothing behind
     return meta
 
 
@@ -173,10 +176,11 @@ class ExportedModel:
             raise ValueError(f"{self.path}: no per-atom virial: {self.atomic_virial_unavailable}")
         atoms, edges = data[keys.POSITIONS].shape[0], data[keys.EDGE_INDEX].shape[1]
         graphs = data[keys.NUM_ATOMS].shape[0]
-        if atoms < MIN_ATOMS or edges < MIN_EDGES or graphs != 1:
+        least_atoms, least_edges = self.info["min_atoms"], self.info["min_edges"]
+        if atoms < least_atoms or edges < least_edges or graphs != 1:
             raise ValueError(
                 f"{self.path}: an exported model takes one structure with at least "
-                f"{MIN_ATOMS} atoms and {MIN_EDGES} edges within r_max; this input has "
+                f"{least_atoms} atoms and {least_edges} edges within r_max; this input has "
                 f"{graphs} structure(s), {atoms} atoms, {edges} edges (use the model.pt)"
             )
         outputs = self.runner(*(data[key] for key in self.info["inputs"]))

@@ -9,6 +9,8 @@ has no Python control flow left: what the trace saw is what every input gets, so
 duck-sizing coincidences) and the export step checks that both sizes stayed symbolic.
 """
 
+import copy
+
 import numpy as np
 import torch
 import torch.fx.experimental._config as fx_config
@@ -92,8 +94,6 @@ def trace_potential(
         UnsupportedForExport: see :func:`check_exportable`.
     """
     check_exportable(model)
-    import copy
-
     model = copy.deepcopy(model).eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -11,18 +11,17 @@ import pytest
 import torch
 from ase import Atoms
 from ase.calculators.lammps import Prism
+from helpers import zoo_architecture
 
 from eqna.calculators import EqnaCalculator
 from eqna.data import keys
 from eqna.data.collate import collate, to_device
 from eqna.export import ExportedModel, UnsupportedForExport, check_exportable, export_model
-from eqna.models.io import build_model, builder_hparams, save_model
+from eqna.models.io import save_model
 from eqna.testing import default_structures
-from eqna.train.config import load_config
 
 ZOO = Path(str(resources.files("eqna.zoo")))
 ELEMENTS = [1, 6, 8]
-DERIVED = {"elements": ELEMENTS, "atomic_energies": [-13.6, -1029.5, -2041.3]}
 OUTPUTS = (keys.ENERGY, keys.ATOMIC_ENERGIES, keys.FORCES, keys.STRESS)
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}  # relative to the largest value
 FAST = "equivariant_na"
@@ -33,15 +32,9 @@ SMALL = {"num_layers": 1, "neural_atoms_after": [0]}
 
 def zoo_potential(name: str, dtype=torch.float64, **overrides):
     """The zoo architecture ``name`` (at its real size unless ``overrides``), random weights,
-    H/C/O."""
-    model = {**load_config(ZOO / f"{name}.yaml").model, **overrides}
-    family = model.pop("family")
-    torch.manual_seed(0)
-    hparams = {**model, **DERIVED, "avg_num_neighbors": 10.0, "scale": 1.3, "shift": -0.2}
-    if model.get("output") == "property":
-        hparams.update(atomic_energies=None, target_mean=[-1.0], target_std=[0.5])
-    network = build_model(family, builder_hparams(family, hparams))
-    return network.to(dtype).eval(), family, builder_hparams(family, hparams)
+    H/C/O, in eval mode."""
+    model, family, hparams = zoo_architecture(ZOO / f"{name}.yaml", **overrides)
+    return model.to(dtype).eval(), family, hparams
 
 
 def _architectures():

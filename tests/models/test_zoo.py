@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ZOO_DERIVED, ZOO_ELEMENTS, zoo_architecture
 
 from eqna.data.collate import collate, to_device
 from eqna.data.graph import atoms_to_graph
-from eqna.models.io import build_model, builder_hparams
 from eqna.testing import (
     check_batch_equals_single,
     check_forces_finite_difference,
@@ -21,24 +21,17 @@ from eqna.testing import (
     random_orthogonal,
 )
 from eqna.testing.locality_checks import check_cross_frame_gradients
-from eqna.train.config import load_config
 
 ZOO = Path(str(resources.files("eqna.zoo")))  # the shipped zoo, checkout or wheel
-ELEMENTS = [1, 6, 8]
-DERIVED = {"elements": ELEMENTS, "atomic_energies": [-13.6, -1029.5, -2041.3]}
+ELEMENTS = ZOO_ELEMENTS
 
 
 @pytest.fixture(scope="module", params=sorted(ZOO.glob("*.yaml")), ids=lambda p: p.stem)
 def zoo_model(request):
-    model = dict(load_config(request.param).model)
-    family = model.pop("family")
-    torch.manual_seed(0)
-    hparams = {**model, **DERIVED, "avg_num_neighbors": 10.0, "scale": 1.3, "shift": -0.2}
-    if model.get("output") == "property":
-        hparams.update(atomic_energies=None, target_mean=[-1.0], target_std=[0.5])
-    reciprocal = bool((model.get("neural_atoms") or {}).get("reciprocal"))
+    model, _, hparams = zoo_architecture(request.param)
+    reciprocal = bool((hparams.get("neural_atoms") or {}).get("reciprocal"))
     structures = default_structures(ELEMENTS)[: 2 if reciprocal else 3]  # no slabs for Ewald
-    return build_model(family, builder_hparams(family, hparams)).double().eval(), structures
+    return model.double().eval(), structures
 
 
 def _energy_model(zoo_model):
@@ -87,7 +80,7 @@ def test_zoo_entry_is_conservative(zoo_model):
 
 def test_zoo_entry_isolated_atoms(zoo_model):
     model, _ = _energy_model(zoo_model)
-    check_isolated_atom(model, dict(zip(ELEMENTS, DERIVED["atomic_energies"], strict=True)))
+    check_isolated_atom(model, dict(zip(ELEMENTS, ZOO_DERIVED["atomic_energies"], strict=True)))
 
 
 def test_zoo_entry_survives_pickling(zoo_model):
