@@ -61,5 +61,7 @@ def zoo_architecture(path, **overrides):
     hparams = {**model, **ZOO_DERIVED, "avg_num_neighbors": 10.0, "scale": 1.3, "shift": -0.2}
     if model.get("output") == "property":
         hparams.update(atomic_energies=None, target_mean=[-1.0], target_std=[0.5])
+    if model.get("output") in ("classification", "multilabel"):
+        hparams.update(atomic_energies=None, classes=["a", "b", "c"])
     hparams = builder_hparams(family, hparams)
     return build_model(family, hparams), family, hparams

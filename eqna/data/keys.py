@@ -31,9 +31,13 @@ WEIGHT: Final[str] = "weight"  # [g] per-structure loss weight
 HAS_ENERGY: Final[str] = "has_energy"  # [g] bool, label present
 HAS_FORCES: Final[str] = "has_forces"  # [g] bool
 HAS_STRESS: Final[str] = "has_stress"  # [g] bool
-PROPERTY: Final[str] = "property"  # [g, t] per-structure target(s) in their data units
+# [g, t] per-structure target(s) in their data units; for a classifier the label encoded as
+# numbers: the class index ([g, 1], multi-class) or one 0/1 per label ([g, L], multilabel)
+PROPERTY: Final[str] = "property"
 HAS_PROPERTY: Final[str] = "has_property"  # [g] bool
 FLOW_LOGDET: Final[str] = "flow_logdet"  # [g] log|det| of an invertible (flow) encoder
+LOGITS: Final[str] = "logits"  # [g, C] classifier scores before the softmax / sigmoids
+PROBABILITIES: Final[str] = "probabilities"  # [g, C] softmax (multi-class) or sigmoid per label
 
 INPUT_FIELDS: Final[frozenset] = frozenset(
     {POSITIONS, ATOMIC_NUMBERS, NODE_TYPES, CELL, PBC, EDGE_INDEX, EDGE_CELL_SHIFT, BATCH}
@@ -60,5 +64,7 @@ GRAPH_FIELDS: Final[frozenset] = frozenset(
         PROPERTY,
         HAS_PROPERTY,
         FLOW_LOGDET,
+        LOGITS,
+        PROBABILITIES,
     }
 )

@@ -12,6 +12,7 @@ from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from eqna.data import keys
+from eqna.data.class_labels import encode_label
 from eqna.data.errors import DataError
 
 __all__ = ["LabelKeys", "extract_labels", "lookup", "property_labels", "virial_to_stress"]
@@ -27,6 +28,10 @@ class LabelKeys:
     properties: tuple[str, ...] = ()  # ``atoms.info`` keys of per-structure targets, if any
     virial: str | None = None  # ``atoms.info`` key of a virial (eV), used where no stress is
     weight: str | None = None  # ``atoms.info`` key of a per-structure loss weight (default 1)
+    # classifiers: the class (label) names; ``properties[0]`` is then the key of the label
+    # (:mod:`eqna.data.class_labels`), encoded as a class index or 0/1 per label
+    classes: tuple[str, ...] | None = None
+    multilabel: bool = False
 
 
 def lookup(atoms: Atoms, key: str | None, calc_name: str | None = None):
@@ -138,7 +143,11 @@ def extract_labels(atoms: Atoms, label_keys: LabelKeys, where: str) -> dict[str,
             labels[key] = found[key]
         labels[flag] = np.asarray(key in found)
     labels[keys.WEIGHT] = _weight(atoms, label_keys.weight, where)
-    if label_keys.properties:
+    if label_keys.classes is not None:
+        key, classes = label_keys.properties[0], label_keys.classes
+        labels[keys.PROPERTY] = encode_label(atoms, key, classes, label_keys.multilabel, where)
+        labels[keys.HAS_PROPERTY] = np.asarray(True)
+    elif label_keys.properties:
         labels[keys.PROPERTY] = property_labels(atoms, label_keys.properties, where)
         labels[keys.HAS_PROPERTY] = np.asarray(True)
     return labels

@@ -14,6 +14,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from eqna.data import keys as graph_keys
 from eqna.data.ase_db import is_ase_db
 from eqna.data.batching import AtomBudgetBatches, structure_sizes
+from eqna.data.class_labels import declared_classes, infer_classes
 from eqna.data.collate import collate, to_device
 from eqna.data.coverage import check_elements_trained, check_requested, check_weights
 from eqna.data.datasets import (
@@ -50,7 +51,9 @@ class PreparedData:
     train: GraphDataset  # or LazyGraphDataset (a store), as valid and test
     valid: GraphDataset
     test: GraphDataset | None
-    derived: dict  # elements, atomic_energies, avg_num_neighbors, scale, shift
+    # elements, atomic_energies, avg_num_neighbors, scale, shift; or target_mean, target_std;
+    # or classes and class_counts (classifiers)
+    derived: dict
 
 
 def target_keys(cfg) -> tuple[str, ...]:
@@ -60,7 +63,7 @@ def target_keys(cfg) -> tuple[str, ...]:
     return (cfg.target_key,) if isinstance(cfg.target_key, str) else tuple(cfg.target_key)
 
 
-def _label_keys(cfg) -> LabelKeys:
+def _label_keys(cfg, classes: tuple[str, ...] | None = None, multilabel: bool = False):
     return LabelKeys(
         cfg.energy_key,
         cfg.forces_key,
@@ -68,7 +71,31 @@ def _label_keys(cfg) -> LabelKeys:
         target_keys(cfg),
         virial=cfg.virial_key,
         weight=cfg.weight_key,
+        classes=classes,
+        multilabel=multilabel,
     )
+
+
+def _classes(cfg, frames, classifier: str, known: list[str] | None) -> tuple[str, ...]:
+    """The class names of a classifier: a pretrained model's, ``data.classes``, or those of
+    the training frames (:mod:`eqna.data.class_labels`)."""
+    if isinstance(frames, StoreFrames):
+        raise DataError(
+            f"{cfg.train}: classifiers train from files or databases, not from eqna-pack "
+            "stores (their targets are numbers; class names are not packed)"
+        )
+    multilabel = classifier == "multilabel"
+    declared = declared_classes(cfg.classes)
+    if known is not None:
+        if declared is not None and tuple(declared) != tuple(known):
+            raise DataError(
+                f"data.classes {list(declared)} differ from the pretrained model's "
+                f"{list(known)}: a fine-tuned classifier keeps its classes"
+            )
+        return tuple(known)
+    if declared is not None:
+        return declared
+    return infer_classes(frames, target_keys(cfg)[0], multilabel, cfg.train)
 
 
 def geometry_limits(cfg) -> GeometryLimits:
@@ -274,6 +301,8 @@ def prepare_data(
     extensive: bool = False,
     training=None,
     known_e0s: list[float] | None = None,
+    classifier: str | None = None,
+    known_classes: list[str] | None = None,
 ):
     """Read, check, split and featurise the data; compute E0s, scale, shift and neighbour
     count, or, with ``data.target_key``, the target mean and std.
@@ -288,12 +317,19 @@ def prepare_data(
             file must hold (None: not checked).
         known_e0s: E0s per ``elements`` already known (a fine-tuned model's): kept unless
             ``data.e0s`` gives new ones, which replace them for the elements they cover.
+        classifier: ``classification`` or ``multilabel`` for a classifier (the target is a
+            class label; ``derived["classes"]`` holds the class names), else None.
+        known_classes: a fine-tuned classifier's class names, kept.
 
     Raises:
         DataError: unreadable, unlabelled or inconsistent data, named by file and frame.
     """
     keys = _label_keys(cfg)
     frames, ids, isolated, extra = _read(cfg, keys, training)
+    classes = None
+    if classifier is not None:
+        classes = _classes(cfg, frames, classifier, known_classes)
+        keys = _label_keys(cfg, classes, classifier == "multilabel")
     if elements is None:
         elements = sorted(set().union(*(_elements_of(f) for f in (frames, *extra.values()))))
     spec = GraphSpec(r_max, elements, max_num_neighbors)
@@ -310,7 +346,10 @@ def prepare_data(
             "frame holding them: another seed or more training data)"
         ) from err
     derived = {"elements": elements, "avg_num_neighbors": average_num_neighbors(summary)}
-    if keys.properties:
+    if classes is not None:
+        derived["classes"] = list(classes)
+        derived["class_counts"] = _class_counts(summary, len(classes), keys.multilabel)
+    elif keys.properties:
         mean, std = target_statistics(summary, extensive)
         derived.update(target_mean=mean, target_std=std)
     else:
@@ -318,6 +357,17 @@ def prepare_data(
         shift, scale = energy_scale_shift(summary, e0s)
         derived.update(atomic_energies=e0s, scale=scale, shift=shift)
     return PreparedData(train, valid, test, derived)
+
+
+def _class_counts(summary: GraphSummary, num_classes: int, multilabel: bool):
+    """(training structures per class, or positives per label; labelled structures)."""
+    targets = summary.targets
+    if targets is None or not len(targets):
+        return [0] * num_classes, 0
+    if multilabel:
+        return targets.sum(0).round().astype(int).tolist(), len(targets)
+    index = targets[:, 0].round().astype(int)
+    return np.bincount(index, minlength=num_classes).tolist(), len(targets)
 
 
 def make_loader(

@@ -25,6 +25,11 @@ one panel per labelled quantity, energies per atom relative to the model's E0s:
   --plot plots/      plots/parity.png and plots/errors.png (also for an existing folder)
   --plot runs/acac   runs/acac_parity.png and runs/acac_errors.png
 
+A classifier (model.output classification or multilabel) prints accuracy, ROC-AUC and average
+precision per class and their means, and the confusion matrix; --plot writes its ROC curves
+(out.png, plots/roc.png or runs/x_roc.png); --write-xyz adds the predicted class under
+info["eqna_<label key>"] and info["eqna_probabilities"].
+
 Output folders must exist (a --plot TARGET/ may be new) and are checked before the model runs.
 """
 
@@ -35,6 +40,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from eqna.cli import add_version, user_error
@@ -42,7 +48,7 @@ from eqna.data.datasets import DataError, LabelKeys, read_structures
 from eqna.data.graph import UnknownElementError
 from eqna.data.lazy import make_dataset
 from eqna.evaluate.evaluation import Evaluation, config_types, has_labels, run_evaluation
-from eqna.evaluate.plotting import error_histograms, parity_plot
+from eqna.evaluate.plotting import error_histograms, parity_plot, roc_curves
 from eqna.evaluate.predictions import DEFAULT_PREFIX, write_atomically, write_predictions_xyz
 from eqna.models.interface import AtomisticModel
 from eqna.models.io import load_model
@@ -83,6 +89,17 @@ def plot_paths(target: str | Path) -> tuple[Path, Path]:
     paths = _plot_files(target)
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     return paths
+
+
+def roc_path(target: str | Path) -> Path:
+    """Where ``--plot TARGET`` writes a classifier's ROC curves: ``out.png`` itself, else
+    ``roc.png`` in a folder or ``prefix_roc.png``; creates the folder."""
+    path = Path(target)
+    if path.suffix.lower() != ".png":
+        folder = path.is_dir() or str(target).endswith(("/", "\\"))
+        path = path / "roc.png" if folder else path.with_name(f"{path.name}_roc.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _check_folder(option: str, file: Path, may_create: bool = False) -> None:
@@ -138,6 +155,8 @@ def label_keys(args: argparse.Namespace, model: AtomisticModel, payload: dict) -
         args.forces_key or trained.get("forces_key") or "forces",
         args.stress_key or trained.get("stress_key") or "stress",
         targets,
+        classes=tuple(model.classes) if model.is_classifier else None,
+        multilabel=model.output == "multilabel",
     )
 
 
@@ -185,6 +204,13 @@ def report(args: argparse.Namespace, loaded: Loaded, evaluation: Evaluation) -> 
         count = metrics["num_structures"]
         title = f"config_type {name} ({count} structure{'s' if count != 1 else ''})"
         print(format_table(metrics, title))
+    if evaluation.clusters is not None and len(evaluation.clusters):
+        rounded = np.rint(evaluation.clusters).astype(int)
+        values, counts = np.unique(rounded, return_counts=True)
+        print(
+            "structures per K (rounded): "
+            + ", ".join(f"K={v}: {c}" for v, c in zip(values.tolist(), counts.tolist()))
+        )
     for i, layer in enumerate(neural_atom_layers(loaded.model)):
         if layer.gate_logits is not None:  # what pruning at a given epsilon would remove
             gates = sorted(layer.gates().tolist(), reverse=True)
@@ -203,6 +229,8 @@ def write_outputs(args: argparse.Namespace, loaded: Loaded, evaluation: Evaluati
             evaluation.predictions,
             args.prefix,
             loaded.label_keys.properties,
+            loaded.model.classes,
+            loaded.model.output == "multilabel",
         )
         n = len(evaluation.predictions)
         print(f"wrote {path}: {n} structures with predictions under {args.prefix}* keys")
@@ -212,7 +240,13 @@ def write_outputs(args: argparse.Namespace, loaded: Loaded, evaluation: Evaluati
             metrics["by_config_type"] = evaluation.by_group
         text = json.dumps(metrics, indent=2) + "\n"
         write_atomically(Path(args.json).expanduser(), lambda part: part.write_text(text))
-    if args.plot:
+    if args.plot and evaluation.scores is not None:  # a classifier: its ROC curves
+        title = f"{Path(args.model).name} on {Path(args.data).name}"
+        path = roc_path(os.path.expanduser(args.plot))
+        model = loaded.model
+        multilabel = model.output == "multilabel"
+        print(f"wrote {roc_curves(*evaluation.scores, model.classes, multilabel, path, title)}")
+    elif args.plot:
         if not evaluation.parity:
             print(f"error: {args.data}: no labelled quantity to plot", file=sys.stderr)
             return 2

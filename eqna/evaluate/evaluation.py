@@ -14,6 +14,8 @@ import torch
 from eqna.data import keys
 from eqna.data.prepare import make_loader
 from eqna.evaluate.predictions import StructurePrediction, split_predictions
+from eqna.nn.neural_atoms import cluster_statistics, fourier_layers
+from eqna.tasks.classification_metrics import classification_metrics
 from eqna.tasks.metrics import ErrorAccumulator, wants_stress
 from eqna.tasks.tasks import PotentialTask, PropertyTask
 
@@ -31,12 +33,18 @@ class Evaluation:
         by_group: ``{group: metrics + "num_structures"}``, one entry per group name given.
         predictions: one :class:`StructurePrediction` per structure, in data set order (only
             with ``keep_predictions``).
+        scores: a classifier's labelled structures: (labels [m] class indices or [m, L] 0/1,
+            probabilities [m, C]), for ROC curves; None for other models.
+        clusters: K per structure [s] (summed over the Fourier neural-atom layers), in data
+            set order; None without such layers.
     """
 
     metrics: dict[str, float]
     parity: dict[str, tuple[np.ndarray, np.ndarray]]
     by_group: dict[str, dict[str, float]] = field(default_factory=dict)
     predictions: list[StructurePrediction] = field(default_factory=list)
+    scores: tuple[np.ndarray, np.ndarray] | None = None
+    clusters: np.ndarray | None = None
 
 
 def _reference_energy(model, batch) -> torch.Tensor:
@@ -126,6 +134,51 @@ class _Scores:
         }
 
 
+class _ClassScores:
+    """A classifier's labels and probabilities, overall and per group; the metrics (areas under
+    curves) come from the whole set at the end."""
+
+    def __init__(self, model, groups: Sequence[str] | None):
+        self.classes, self.multilabel = model.classes, model.output == "multilabel"
+        self.groups = np.asarray(list(groups)) if groups else None
+        self.labels, self.probabilities, self.members = [], [], []
+        self.seen = 0
+
+    def update(self, pred: dict, batch: dict) -> None:
+        num_graphs = batch[keys.NUM_ATOMS].shape[0]
+        start, self.seen = self.seen, self.seen + num_graphs
+        if keys.HAS_PROPERTY not in batch:
+            return  # unlabelled data: predictions only
+        mask = batch[keys.HAS_PROPERTY].bool()
+        self.labels.append(batch[keys.PROPERTY][mask].cpu().double().numpy())
+        self.probabilities.append(pred[keys.PROBABILITIES][mask].cpu().double().numpy())
+        self.members.append(np.arange(start, self.seen)[mask.cpu().numpy()])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if not self.labels or not sum(len(x) for x in self.labels):
+            return None
+        labels = np.concatenate(self.labels)
+        labels = labels if self.multilabel else labels[:, 0].round().astype(np.int64)
+        return labels, np.concatenate(self.probabilities), np.concatenate(self.members)
+
+    def _metrics(self, labels, probabilities) -> dict:
+        return classification_metrics(labels, probabilities, self.classes, self.multilabel)
+
+    def metrics(self) -> tuple[dict, dict]:
+        """(overall metrics, {group: metrics}) of the labelled structures."""
+        arrays = self.arrays()
+        if arrays is None:
+            return {}, {}
+        labels, probabilities, members = arrays
+        by_group = {}
+        if self.groups is not None:
+            for name in dict.fromkeys(self.groups.tolist()):
+                chosen = self.groups[members] == name
+                if chosen.any():
+                    by_group[name] = self._metrics(labels[chosen], probabilities[chosen])
+        return self._metrics(labels, probabilities), by_group
+
+
 def run_evaluation(
     model,
     dataset,
@@ -145,12 +198,17 @@ def run_evaluation(
     """
     dtype = dtype or next(model.parameters()).dtype
     model = model.to(device).eval()
-    scores = _Scores(PotentialTask() if model.is_potential else PropertyTask(), groups)
+    if model.is_classifier:
+        scores = _ClassScores(model, groups)
+    else:
+        scores = _Scores(PotentialTask() if model.is_potential else PropertyTask(), groups)
     pairs = {name: ([], []) for name in ("energy_per_atom", "forces", "stress", "property")}
-    predictions = []
+    predictions, clusters, layers = [], [], fourier_layers(model)
     for batch in make_loader(dataset, batch_size, dtype, shuffle=False):
         batch = {k: v.to(device) for k, v in batch.items()}
         pred = _predict(model, batch, periodic_stress=keep_predictions)
+        if layers:
+            clusters.append(sum(layer.last_counts for layer in layers).double().cpu().numpy())
         scores.update(pred, batch)
         for name, (mask, key, offset, divisor) in _masks(model, batch, dtype).items():
             if key not in pred:
@@ -163,7 +221,16 @@ def run_evaluation(
             predictions.extend(split_predictions(pred, batch))
     parity = {name: (np.concatenate(r), np.concatenate(p)) for name, (r, p) in pairs.items() if r}
     parity = {name: arrays for name, arrays in parity.items() if arrays[0].size}
-    return Evaluation(scores.overall.compute(), parity, scores.group_metrics(), predictions)
+    counts = np.concatenate(clusters) if clusters else None
+    if model.is_classifier:
+        overall, by_group = scores.metrics()
+        arrays = scores.arrays()
+        pair = None if arrays is None else arrays[:2]
+    else:
+        overall, by_group, pair = scores.overall.compute(), scores.group_metrics(), None
+    if counts is not None and len(counts):
+        overall.update(cluster_statistics([counts]))
+    return Evaluation(overall, parity, by_group, predictions, pair, counts)
 
 
 def evaluate_dataset(

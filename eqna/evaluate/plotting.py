@@ -14,7 +14,14 @@ import numpy as np
 
 from eqna.tasks.metrics import FACTORS, QUANTITIES, UNITS
 
-__all__ = ["error_histograms", "learning_curves", "parity_plot", "read_metrics_csv", "residuals"]
+__all__ = [
+    "error_histograms",
+    "learning_curves",
+    "parity_plot",
+    "read_metrics_csv",
+    "residuals",
+    "roc_curves",
+]
 
 PANEL_SIZE = (4.2, 4.0)  # inches per panel
 
@@ -173,6 +180,12 @@ def _curve_panels(columns: list[str]) -> list[tuple[str, str, list[str], bool]]:
     panels = [
         ("loss", "loss", [c for c in ("train_loss", "val_loss") if c in columns], True),
         ("validation MAE", "MAE (meV units)", maes, True),
+        (
+            "validation accuracy",
+            "accuracy",
+            [c for c in ("val_accuracy", "val_exact_match") if c in columns],
+            False,
+        ),
         ("learning rate", "learning rate", sorted(c for c in columns if c.startswith("lr-")), True),
         ("neural atoms K_eff", "K_eff", k_eff, False),
     ]
@@ -219,3 +232,37 @@ def learning_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "
         ax.set(xlabel="epoch", ylabel=ylabel, title=panel_title)
         ax.legend(fontsize="small")
     return save_figure(fig, out_png, title)
+
+
+def roc_curves(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    classes: list[str],
+    multilabel: bool,
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """ROC curves of a classifier, one per class (one-vs-rest) or label, with their areas;
+    classes with only one kind of example in the data are left out of the plot.
+
+    Args:
+        labels: [m] class indices (multi-class) or [m, L] 0/1 (multilabel).
+        probabilities: [m, C] the model's probabilities.
+    """
+    from eqna.tasks.classification_metrics import roc_auc, roc_curve
+
+    probabilities = np.asarray(probabilities)
+    truth = (
+        np.asarray(labels).astype(bool) if multilabel else np.eye(len(classes), dtype=bool)[labels]
+    )
+    fig, axes = figure_row(1)
+    ax = axes[0]
+    for c, name in enumerate(classes):
+        area = roc_auc(truth[:, c], probabilities[:, c])
+        if np.isfinite(area):
+            fpr, tpr = roc_curve(truth[:, c], probabilities[:, c])
+            ax.plot(fpr, tpr, label=f"{name} ({area:.3f})")
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize="x-small", title="class (ROC-AUC)", title_fontsize="x-small")
+    return save_figure(fig, path, title)

@@ -10,6 +10,9 @@ that the same file can be scored again (``--energy-key eqna_energy``) or plotted
     info["eqna_stress"]       stress of 3D-periodic cells, eV/Å³, ASE sign, Voigt order
                               (xx, yy, zz, yz, xz, xy), as ``atoms.get_stress()`` returns it
     info["eqna_<target>"]     each target of a property model
+    info["eqna_<label key>"]  a classifier's predicted class name (multilabel: 0/1 per label,
+                              each probability >= 0.5)
+    info["eqna_probabilities"] its probability per class (label), in the model's class order
 """
 
 import os
@@ -39,6 +42,7 @@ class StructurePrediction:
         forces: [n, 3] eV/Å.
         stress: [3, 3] eV/Å³, only for cells periodic in all three directions.
         property: [t] targets of a property model, in their data units.
+        probabilities: [C] a classifier's softmax (multi-class) or sigmoid per label.
     """
 
     energy: float | None = None
@@ -46,6 +50,7 @@ class StructurePrediction:
     forces: np.ndarray | None = None
     stress: np.ndarray | None = None
     property: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -63,6 +68,8 @@ def split_predictions(pred: dict, batch: dict) -> list[StructurePrediction]:
     num_graphs = len(counts)
     if keys.PROPERTY in pred:
         return [StructurePrediction(property=p) for p in _numpy(pred[keys.PROPERTY])]
+    if keys.PROBABILITIES in pred:
+        return [StructurePrediction(probabilities=p) for p in _numpy(pred[keys.PROBABILITIES])]
     energies = _numpy(pred[keys.ENERGY])
     atomic = np.split(_numpy(pred[keys.ATOMIC_ENERGIES]), np.cumsum(counts)[:-1])
     forces = np.split(_numpy(pred[keys.FORCES]), np.cumsum(counts)[:-1])
@@ -84,9 +91,12 @@ def with_predictions(
     prediction: StructurePrediction,
     prefix: str = DEFAULT_PREFIX,
     target_names: Sequence[str] = (),
+    classes: Sequence[str] = (),
+    multilabel: bool = False,
 ) -> Atoms:
     """A copy of ``atoms`` with its labels (info, arrays, calculator results) kept and the
-    predictions added under ``prefix`` keys (see the module docstring)."""
+    predictions added under ``prefix`` keys (see the module docstring); ``classes`` name a
+    classifier's outputs."""
     if not prefix:
         raise ValueError("--prefix must not be empty: the predictions would overwrite the labels")
     out = atoms.copy()
@@ -104,6 +114,11 @@ def with_predictions(
                 out.info[f"{prefix}{name}"] = float(value)
         else:  # a model whose config does not name its targets
             out.info[f"{prefix}property"] = prediction.property
+    if prediction.probabilities is not None:
+        p = prediction.probabilities
+        key = f"{prefix}{target_names[0] if target_names else 'class'}"
+        out.info[key] = (p >= 0.5).astype(int) if multilabel else str(classes[int(p.argmax())])
+        out.info[f"{prefix}probabilities"] = p
     return out
 
 
@@ -126,12 +141,14 @@ def write_predictions_xyz(
     predictions: Sequence[StructurePrediction],
     prefix: str = DEFAULT_PREFIX,
     target_names: Sequence[str] = (),
+    classes: Sequence[str] = (),
+    multilabel: bool = False,
 ) -> Path:
     """Write ``structures`` in their order, each with its prediction, as one extxyz file."""
     if len(structures) != len(predictions):
         raise ValueError(f"{len(structures)} structures but {len(predictions)} predictions")
     frames = [
-        with_predictions(atoms, prediction, prefix, target_names)
+        with_predictions(atoms, prediction, prefix, target_names, classes, multilabel)
         for atoms, prediction in zip(structures, predictions)
     ]
     return write_atomically(path, lambda part: ase.io.write(part, frames, format="extxyz"))

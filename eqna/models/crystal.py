@@ -19,14 +19,15 @@ from eqna.nn.atom_features import atom_feature_table as atom_feature_table_of
 from eqna.nn.crystal import AffineCouplingConv, CGConv
 from eqna.nn.edge_features import EdgeFeatures
 from eqna.nn.geometry import edge_vectors, scatter_sum
-from eqna.nn.readout import AtomicEnergyShift, PropertyHead
+from eqna.nn.readout import STRUCTURE_OUTPUTS, AtomicEnergyShift, structure_head, structure_key
 
-OUTPUTS = ("property", "energy")
+OUTPUTS = (*STRUCTURE_OUTPUTS, "energy")
 CONVOLUTIONS = ("cgcnn", "flowgnn")
 
 
 class CrystalGraphNetwork(nn.Module):
-    """Graph dict -> ``property`` [g, t], or ``atomic_energies`` [n] and ``energy`` [g].
+    """Graph dict -> ``property`` [g, t], class ``logits`` [g, C], or ``atomic_energies`` [n]
+    and ``energy`` [g].
 
     The keyword arguments are the ``model`` section of a config, one to one; ``convolution``
     is set by the family (:data:`CRYSTAL_FAMILIES`).
@@ -39,11 +40,13 @@ class CrystalGraphNetwork(nn.Module):
     Args:
         convolution: ``cgcnn`` (CGConv) or ``flowgnn`` (affine coupling), set by the family.
         elements: atomic numbers, in type order (from the data).
-        output: ``property`` (one vector per structure) or ``energy`` (needs
-            ``max_num_neighbors: null`` and ``normalization`` 'layer' or 'none').
+        output: ``property`` (one vector per structure), ``classification`` (one logit per
+            class, softmax), ``multilabel`` (one logit per label, sigmoids) or ``energy``
+            (needs ``max_num_neighbors: null`` and ``normalization`` 'layer' or 'none').
         pooling: ``mean`` (intensive target) or ``sum`` (extensive), property output only.
         target_mean: target mean (per atom for ``sum``), from the data.
         target_std: target std (per atom for ``sum``), from the data.
+        classes: classifiers: the class (label) names, from the data.
         atomic_energies: E0 per element, eV, from the data (energy output).
         scale: energy scale, from the data (energy output).
         shift: energy shift, from the data (energy output).
@@ -75,6 +78,7 @@ class CrystalGraphNetwork(nn.Module):
         pooling: str = "mean",
         target_mean: list[float] | None = None,
         target_std: list[float] | None = None,
+        classes: list[str] | None = None,
         atomic_energies: list[float] | None = None,
         scale: float = 1.0,
         shift: float = 0.0,
@@ -95,7 +99,7 @@ class CrystalGraphNetwork(nn.Module):
         normalization: str = "batch",
     ):
         super().__init__()
-        _check(output, normalization, max_num_neighbors, atomic_energies, target_mean)
+        _check(output, normalization, max_num_neighbors, atomic_energies)
         if convolution not in CONVOLUTIONS:
             raise ValueError(f"convolution {convolution!r} is not one of {CONVOLUTIONS}")
         elements = list(elements)
@@ -103,6 +107,7 @@ class CrystalGraphNetwork(nn.Module):
         self.r_max = float(r_max)
         self.max_num_neighbors = max_num_neighbors
         self.output = output
+        self.classes = list(classes) if classes else None
         if atom_feature_table is None:
             table = atom_feature_table_of(atom_features, elements, atom_features_file)
         else:
@@ -122,9 +127,9 @@ class CrystalGraphNetwork(nn.Module):
                 for _ in range(num_layers)
             ]
         self.convs = nn.ModuleList(layers)
-        if output == "property":
-            self.head = PropertyHead(
-                num_channels, head_hidden, pooling, list(target_mean), list(target_std)
+        if output != "energy":
+            self.head = structure_head(
+                output, num_channels, head_hidden, pooling, target_mean, target_std, classes
             )
             self.energy_shift = None
         else:
@@ -185,7 +190,7 @@ class CrystalGraphNetwork(nn.Module):
         if self.invertible:
             out[keys.FLOW_LOGDET] = scatter_sum(logdet, batch, num_graphs)
         if self.energy_shift is None:
-            out[keys.PROPERTY] = self.head(h, batch, num_graphs)
+            out[structure_key(self.output)] = self.head(h, batch, num_graphs)
             return out
         e = self.head(h).squeeze(-1) - self._isolated_energies(h)[types]  # [n]
         coordination = scatter_sum(graph["envelope"], graph["edge_index"][0], h.shape[0])
@@ -195,7 +200,7 @@ class CrystalGraphNetwork(nn.Module):
         return out
 
 
-def _check(output, normalization, max_num_neighbors, atomic_energies, target_mean):
+def _check(output, normalization, max_num_neighbors, atomic_energies):
     if output not in OUTPUTS:
         raise ValueError(f"model.output: unknown {output!r}; choose from {OUTPUTS}")
     if output == "energy":
@@ -211,8 +216,6 @@ def _check(output, normalization, max_num_neighbors, atomic_energies, target_mea
             )
         if atomic_energies is None:
             raise ValueError("output 'energy' needs atomic_energies (computed from the data)")
-    elif target_mean is None:
-        raise ValueError("output 'property' needs target_mean/target_std (from data.target_key)")
 
 
 CRYSTAL_FAMILIES = {

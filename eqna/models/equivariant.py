@@ -11,7 +11,13 @@ from eqna.nn.geometry import edge_vectors, scatter_sum
 from eqna.nn.interaction import Interaction, basis_irreps
 from eqna.nn.neural_atoms import NeuralAtoms
 from eqna.nn.radial import RadialEmbedding
-from eqna.nn.readout import AtomicEnergyShift, PropertyHead, ScalarReadout
+from eqna.nn.readout import (
+    STRUCTURE_OUTPUTS,
+    AtomicEnergyShift,
+    ScalarReadout,
+    structure_head,
+    structure_key,
+)
 
 
 class EquivariantNetwork(nn.Module):
@@ -19,8 +25,10 @@ class EquivariantNetwork(nn.Module):
     like MACE with ``correlation`` > 1) -> readout.
 
     Graph dict -> per-atom and total energies (``output: energy``; forces and stress come from
-    :class:`eqna.models.AtomisticModel`), or a per-structure ``property`` (``output:
-    property``). Node features are ``basis_irreps(num_channels, l_max)``, e.g. ``64x0e+64x1o``.
+    :class:`eqna.models.AtomisticModel`), a per-structure ``property`` (``output:
+    property``), or class ``logits`` (``classification``, ``multilabel``). Node features are
+    ``basis_irreps(num_channels, l_max)``, e.g. ``64x0e+64x1o``, with both parities of every
+    l (``64x0e+64x0o+64x1o+64x1e``) when ``parity_odd_outputs``.
     The keyword arguments are the ``model`` section of a config, one to one.
 
     Args:
@@ -45,9 +53,18 @@ class EquivariantNetwork(nn.Module):
             neural atoms).
         neural_atoms_after: 0-based interaction blocks followed by a neural-atom layer. After
             the last block only its scalars reach the energy readout.
-        output: ``energy`` or ``property``.
-        pooling: property output: ``mean`` (intensive) or ``sum`` (extensive).
+        output: ``energy``, ``property``, ``classification`` (one logit per class, softmax)
+            or ``multilabel`` (one logit per label, sigmoids).
+        pooling: per-structure outputs: ``mean`` (intensive) or ``sum`` (extensive).
         target_mean, target_std: property output: target statistics (from the data).
+        classes: classifiers: the class (label) names (from the data).
+        parity_odd_outputs: per-structure outputs read pseudoscalars (0o) besides scalars,
+            so mirror images can differ (chirality; e3nn's tetris example). The features
+            then carry both parities, and the head adds ``readout_hidden`` pseudoscalars made
+            from products of the last block's features (0e x 0o, 1o x 1e, ...: two blocks
+            already make axial vectors, a third would be needed before a 0o feature
+            appears). Outputs stay rotation invariant; reflection invariant only without
+            this. Not for energies (a potential is reflection invariant).
     """
 
     max_num_neighbors = None  # every neighbour within r_max
@@ -77,15 +94,22 @@ class EquivariantNetwork(nn.Module):
         pooling: str = "mean",
         target_mean: list[float] | None = None,
         target_std: list[float] | None = None,
+        classes: list[str] | None = None,
+        parity_odd_outputs: bool = False,
     ):
         super().__init__()
-        if output not in ("energy", "property"):
-            raise ValueError(f"model.output: unknown {output!r}; choose from energy, property")
-        if output == "property" and (target_mean is None or target_std is None):
-            raise ValueError("output 'property' needs target_mean/target_std (data.target_key)")
+        if output not in ("energy", *STRUCTURE_OUTPUTS):
+            choices = ", ".join(("energy", *STRUCTURE_OUTPUTS))
+            raise ValueError(f"model.output: unknown {output!r}; choose from {choices}")
+        if output == "energy" and parity_odd_outputs:
+            raise ValueError(
+                "model.parity_odd_outputs: an energy must not change sign under reflection; "
+                "pseudoscalar outputs are for property and classification outputs"
+            )
         if output == "energy" and atomic_energies is None:
             raise ValueError("output 'energy' needs atomic_energies (computed from the data)")
         self.output = output
+        self.classes = list(classes) if classes else None
         self.r_max = float(r_max)
         self.register_buffer("elements", torch.tensor(list(elements), dtype=torch.long))
         self.irreps_sh = o3.Irreps.spherical_harmonics(
@@ -95,7 +119,8 @@ class EquivariantNetwork(nn.Module):
         num_elements = len(elements)
         self.embedding = nn.Linear(num_elements, num_channels, bias=False)
         nn.init.normal_(self.embedding.weight)  # unit-variance features from a one-hot input
-        irreps_hidden = basis_irreps(num_channels, l_max)
+        parities = 2 if parity_odd_outputs else 1
+        irreps_hidden = basis_irreps(num_channels, l_max, parities)
         irreps = o3.Irreps(f"{num_channels}x0e")
         self.blocks = nn.ModuleList()
         for layer in range(num_layers):
@@ -109,6 +134,7 @@ class EquivariantNetwork(nn.Module):
                 avg_num_neighbors,
                 self_connection=layer > 0,
                 correlation=correlation,
+                parities=parities,
             )
             self.blocks.append(block)
             irreps = block.irreps_out
@@ -119,8 +145,16 @@ class EquivariantNetwork(nn.Module):
                 raise ValueError(
                     f"model.neural_atoms_after: block indices {bad} are not in 0..{num_layers - 1}"
                 )
+            if output == "energy" and neural_atoms.get("fourier_hard"):
+                raise ValueError(
+                    "model.neural_atoms.fourier_hard: a hard cluster assignment makes the "
+                    "energy jump when a cluster changes; potentials use the soft one"
+                )
             for i in sorted(set(neural_atoms_after)):
-                self.neural_atoms[str(i)] = NeuralAtoms(irreps_hidden, **neural_atoms)
+                self.neural_atoms[str(i)] = NeuralAtoms(
+                    irreps_hidden, **neural_atoms, cutoff=self.r_max
+                )
+        self.pseudoscalars = None
         self.layer_readouts = nn.ModuleList()
         if output == "energy" and readout_every_layer:
             self.layer_readouts.extend(
@@ -131,8 +165,13 @@ class EquivariantNetwork(nn.Module):
             self.energy_shift = AtomicEnergyShift(list(atomic_energies), scale, shift)
         else:
             self.invariants = o3.Linear(irreps, o3.Irreps(f"{readout_hidden}x0e"))
-            self.head = PropertyHead(
-                readout_hidden, readout_hidden, pooling, list(target_mean), list(target_std)
+            if parity_odd_outputs:  # products of polar and axial features, e.g. 1o . 1e
+                self.pseudoscalars = o3.FullyConnectedTensorProduct(
+                    irreps, irreps, o3.Irreps(f"{readout_hidden}x0o")
+                )
+            width = readout_hidden * parities
+            self.head = structure_head(
+                output, width, readout_hidden, pooling, target_mean, target_std, classes
             )
 
         self.register_load_state_dict_post_hook(_refresh_after_load)
@@ -162,8 +201,12 @@ class EquivariantNetwork(nn.Module):
             if i < len(self.layer_readouts):
                 layer_energies.append(self.layer_readouts[i](h).squeeze(-1))
         num_graphs = data[keys.NUM_ATOMS].shape[0]
-        if self.output == "property":
-            return {keys.PROPERTY: self.head(self.invariants(h), data[keys.BATCH], num_graphs)}
+        if self.output != "energy":
+            invariants = self.invariants(h)
+            if self.pseudoscalars is not None:
+                invariants = torch.cat([invariants, self.pseudoscalars(h, h)], dim=-1)
+            out = self.head(invariants, data[keys.BATCH], num_graphs)
+            return {structure_key(self.output): out}
         coordination = scatter_sum(envelope, data[keys.EDGE_INDEX][0], h.shape[0])
         e = self.readout(h)
         for layer_energy in layer_energies:

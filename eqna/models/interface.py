@@ -11,14 +11,17 @@ import torch
 from torch import nn
 
 from eqna.data import keys
+from eqna.data.class_labels import OUTPUTS as CLASSIFIER_OUTPUTS
 from eqna.data.graph import GraphSpec
 from eqna.nn.physics import energy_derivatives
 from eqna.nn.reciprocal import ReciprocalFeatures
 
-OUTPUTS = ("energy", "property")
+OUTPUTS = ("energy", "property", *CLASSIFIER_OUTPUTS)
 PREDICTS = {
     "energy": (keys.ENERGY, keys.ATOMIC_ENERGIES, keys.FORCES, keys.STRESS, keys.VIRIAL),
     "property": (keys.PROPERTY,),
+    "classification": (keys.LOGITS, keys.PROBABILITIES),
+    "multilabel": (keys.LOGITS, keys.PROBABILITIES),
 }
 
 
@@ -27,10 +30,13 @@ class AtomisticModel(nn.Module):
 
     Args:
         network: maps a graph dict to ``energy`` [g] + ``atomic_energies`` [n]
-            (``network.output == "energy"``) or to ``property`` [g, t] (``"property"``).
+            (``network.output == "energy"``), to ``property`` [g, t] (``"property"``) or to
+            class ``logits`` [g, C] (``"classification"``, ``"multilabel"``; the model adds
+            their ``probabilities``).
 
     Attributes:
-        output: ``"energy"`` (an interatomic potential) or ``"property"``.
+        output: ``"energy"`` (an interatomic potential), ``"property"``,
+            ``"classification"`` or ``"multilabel"``.
         r_max: neighbour cutoff, Å.
         elements: atomic numbers the model knows, in its type order.
         max_num_neighbors: the k-nearest neighbour rule of the network (None: all in r_max).
@@ -50,6 +56,16 @@ class AtomisticModel(nn.Module):
     def is_potential(self) -> bool:
         """Predicts energies (and forces, stress), so it can drive MD."""
         return self.output == "energy"
+
+    @property
+    def is_classifier(self) -> bool:
+        """Predicts classes (``classification``) or labels (``multilabel``)."""
+        return self.output in CLASSIFIER_OUTPUTS
+
+    @property
+    def classes(self) -> list[str]:
+        """A classifier's class (label) names in output order; [] for other models."""
+        return list(getattr(self.network, "classes", None) or [])
 
     @property
     def predicts(self) -> tuple[str, ...]:
@@ -85,6 +101,14 @@ class AtomisticModel(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Predictions for a batch; potentials add forces, (``compute_stress``) virial and
         stress and (``compute_atomic_virial``) the per-atom virial."""
+        if self.is_classifier:
+            out = self.network(data)
+            logits = out[keys.LOGITS]
+            if self.output == "classification":
+                out[keys.PROBABILITIES] = torch.softmax(logits, dim=-1)
+            else:
+                out[keys.PROBABILITIES] = torch.sigmoid(logits)
+            return out
         if not self.is_potential:
             return self.network(data)
         return energy_derivatives(

@@ -48,9 +48,17 @@ def radial_mlp(sizes: list[int]) -> e3nn_nn.FullyConnectedNet:
     return e3nn_nn.FullyConnectedNet(sizes, torch.nn.functional.silu)
 
 
-def basis_irreps(num_channels: int, l_max: int) -> o3.Irreps:
-    """num_channels copies of each l <= l_max with the parity of spherical harmonics."""
-    return o3.Irreps([(num_channels, (ell, (-1) ** ell)) for ell in range(l_max + 1)])
+def basis_irreps(num_channels: int, l_max: int, parities: int = 1) -> o3.Irreps:
+    """num_channels copies of each l <= l_max with the parity of spherical harmonics
+    (``parities`` 2: also with the other parity, e.g. 0o and 1e for pseudoscalars and axial
+    vectors)."""
+    irreps = []
+    for ell in range(l_max + 1):
+        natural = (-1) ** ell
+        irreps.append((num_channels, (ell, natural)))
+        if parities == 2:
+            irreps.append((num_channels, (ell, -natural)))
+    return o3.Irreps(irreps)
 
 
 class Interaction(nn.Module):
@@ -74,6 +82,7 @@ class Interaction(nn.Module):
         self_connection: add the self-interaction. The first block has none, so an atom
             without neighbours gets zero features and exactly its reference energy E0.
         correlation: highest power of the atomic basis (1: a 2-body block).
+        parities: 2: the atomic basis of a many-body block has both parities of every l.
     """
 
     def __init__(
@@ -87,6 +96,7 @@ class Interaction(nn.Module):
         avg_num_neighbors: float,
         self_connection: bool = True,
         correlation: int = 1,
+        parities: int = 1,
     ):
         super().__init__()
         self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
@@ -100,7 +110,7 @@ class Interaction(nn.Module):
             if len(channels) != 1:
                 raise ValueError("a many-body block needs one channel count for all irreps")
             l_top = max(ir.l for _, ir in o3.Irreps(irreps_sh))
-            irreps_target = basis_irreps(channels.pop(), l_top)
+            irreps_target = basis_irreps(channels.pop(), l_top, parities)
         irreps_mid, instructions = _uvu_instructions(self.irreps_in, irreps_sh, irreps_target)
         self.tp = o3.TensorProduct(
             self.irreps_in,

@@ -29,6 +29,13 @@ linearly with them (tests/test_neural_atoms.py checks |dE| <= 5e-3 eV * sum of p
 structure on random models, and the linear decay). The constant is model-dependent: training
 can let the retrieval weights grow to compensate small gates, so a trained model's pruning cost
 must be measured (``eqna-evaluate MODEL DATA --prune-epsilon 0`` vs the default).
+
+Fourier assignment (``assignment: fourier``, :mod:`eqna.nn.fourier_clusters`) replaces steps
+1-3: atoms are clustered per structure by a threshold on the distance between their spectral
+signatures, so the number of neural atoms K differs between structures. Slot j is the cluster
+led by atom j; its leadership l_j plays the gate (log l_j on the attention keys), pooling is
+the mean over the cluster, and retrieval is the soft membership. Steps 4-5 are unchanged.
+There are no prototypes, gates or pruning in this mode.
 """
 
 import math
@@ -39,7 +46,10 @@ from e3nn import o3
 from torch import nn
 
 from eqna.data import keys
+from eqna.nn.fourier_clusters import FourierClusters
 from eqna.nn.reciprocal import ReciprocalFeatures
+
+ASSIGNMENTS = ("prototypes", "fourier")
 
 
 def split_scalars(irreps: o3.Irreps) -> tuple[list[int], list[int]]:
@@ -108,13 +118,15 @@ class GatedAttention(nn.Module):
         return torch.cat(norms, dim=-1)
 
     def forward(self, y_s, y_vec, log_gates):
-        """y_s [g, K, d], y_vec [g, K, dim_vec] or None, log_gates [K] -> updated (y_s, y_vec)."""
+        """y_s [g, K, d], y_vec [g, K, dim_vec] or None, log_gates [K] (shared) or [g, K]
+        (per structure) -> updated (y_s, y_vec)."""
         g, k, _ = y_s.shape
         inv = y_s if y_vec is None else torch.cat([y_s, self._norms(y_vec)], dim=-1)
         h, dh = self.num_heads, self.head_dim
         q = self.query(inv).view(g, k, h, dh).transpose(1, 2)  # [g, h, K, dh]
         key = self.key(inv).view(g, k, h, dh).transpose(1, 2)
-        logits = q @ key.transpose(-1, -2) / math.sqrt(dh) + log_gates  # [g, h, K, K]
+        logits = q @ key.transpose(-1, -2) / math.sqrt(dh)  # [g, h, K, K]
+        logits = logits + log_gates.reshape(-1, 1, 1, k)
         weights = torch.softmax(logits, dim=-1)
         value = self.value(y_s).view(g, k, h, dh).transpose(1, 2)
         mixed = (weights @ value).transpose(1, 2).reshape(g, k, h * dh)
@@ -149,6 +161,14 @@ class NeuralAtoms(nn.Module):
         reciprocal_channels: channels C of phi.
         reciprocal_basis: Gaussians in the reciprocal filter.
         reciprocal_k_max: reciprocal cutoff in 1/Å.
+        assignment: ``prototypes`` (learned prototypes and gates, K_max slots) or
+            ``fourier`` (threshold clustering of spectral signatures, a K per structure;
+            :mod:`eqna.nn.fourier_clusters`).
+        fourier_threshold, fourier_temperature, fourier_score_temperature, fourier_hard,
+        fourier_signature, fourier_channels, fourier_num_k, fourier_k_max,
+        fourier_dim: the ``threshold``, ... arguments of
+            :class:`eqna.nn.fourier_clusters.FourierClusters`.
+        cutoff: the graph's radius, Å (set by the model).
     """
 
     def __init__(
@@ -165,6 +185,17 @@ class NeuralAtoms(nn.Module):
         reciprocal_channels: int = 8,
         reciprocal_basis: int = 8,
         reciprocal_k_max: float = 1.2,
+        assignment: Literal["prototypes", "fourier"] = "prototypes",
+        fourier_threshold: float = 0.5,
+        fourier_temperature: float = 0.1,
+        fourier_score_temperature: float = 1.0,
+        fourier_hard: bool = False,
+        fourier_signature: Literal["local", "reciprocal"] = "local",
+        fourier_channels: int = 8,
+        fourier_num_k: int = 8,
+        fourier_k_max: float = 4.0,
+        fourier_dim: int = 16,
+        cutoff: float = 5.0,
     ):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -173,6 +204,8 @@ class NeuralAtoms(nn.Module):
             raise ValueError(f"neural atoms need 0e scalars in the features, got {self.irreps_in}")
         if pooling not in ("equivariant", "invariant"):
             raise ValueError(f"pooling must be 'equivariant' or 'invariant', got {pooling!r}")
+        if assignment not in ASSIGNMENTS:
+            raise ValueError(f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}")
         if not 0.0 < gate_init < 1.0:
             raise ValueError(f"gate_init must be in (0, 1), got {gate_init}")
         self.pooling = pooling
@@ -197,10 +230,21 @@ class NeuralAtoms(nn.Module):
                 d, reciprocal_channels, reciprocal_basis, reciprocal_k_max
             )
         x_dim = d + (reciprocal_channels if reciprocal else 0)
-        self.to_prototype_space = nn.Linear(x_dim, prototype_dim, bias=False)
-        self.prototypes = nn.Parameter(torch.randn(num_neural_atoms, prototype_dim))
-        theta = torch.full((num_neural_atoms,), math.log(gate_init / (1.0 - gate_init)))
-        self.gate_logits = nn.Parameter(theta) if learn_gates else None
+        self.assignment = assignment
+        self.fourier = None
+        self.last_counts = None  # K per structure of the last forward pass (fourier)
+        if assignment == "fourier":
+            self.fourier = FourierClusters(
+                d, cutoff, fourier_threshold, fourier_temperature, fourier_score_temperature,
+                fourier_hard, fourier_signature, fourier_channels,
+                fourier_num_k, fourier_k_max, fourier_dim,
+            )  # fmt: skip
+            self.to_prototype_space = self.prototypes = self.gate_logits = None
+        else:
+            self.to_prototype_space = nn.Linear(x_dim, prototype_dim, bias=False)
+            self.prototypes = nn.Parameter(torch.randn(num_neural_atoms, prototype_dim))
+            theta = torch.full((num_neural_atoms,), math.log(gate_init / (1.0 - gate_init)))
+            self.gate_logits = nn.Parameter(theta) if learn_gates else None
         self.attention = GatedAttention(d, irreps_vec, num_heads)
         self.retrieve = o3.Linear(self.irreps_pool, self.irreps_in)
         self.reciprocal_out = nn.Linear(reciprocal_channels, d, bias=False) if reciprocal else None
@@ -211,7 +255,7 @@ class NeuralAtoms(nn.Module):
 
     def gates(self) -> torch.Tensor:  # [K_max]
         if self.gate_logits is None:
-            return self.prototypes.new_ones(self.num_neural_atoms)
+            return self.retrieve.weight.new_ones(self.num_neural_atoms)
         return torch.sigmoid(self.gate_logits)
 
     def active(self) -> torch.Tensor:
@@ -219,7 +263,7 @@ class NeuralAtoms(nn.Module):
         if self.frozen_active is not None:
             return self.frozen_active
         if self.training or self.prune_epsilon <= 0:
-            return torch.arange(self.num_neural_atoms, device=self.prototypes.device)
+            return torch.arange(self.num_neural_atoms, device=self.retrieve.weight.device)
         return torch.nonzero(self.gates().detach() >= self.prune_epsilon).squeeze(-1)
 
     def k_eff(self) -> int:
@@ -228,17 +272,31 @@ class NeuralAtoms(nn.Module):
 
     def penalty(self) -> torch.Tensor:
         """L1 norm of the gates (they are positive): the sparsity term of the loss."""
-        return self.gates().sum() if self.gate_logits is not None else self.prototypes.new_zeros(())
+        if self.gate_logits is None:  # frozen gates, or Fourier clusters: nothing to penalise
+            return self.retrieve.weight.new_zeros(())
+        return self.gates().sum()
 
     def forward(self, h: torch.Tensor, data: dict[str, torch.Tensor]) -> torch.Tensor:
         """h [n, irreps_in] -> h + update [n, irreps_in]."""
         batch, num_atoms = data[keys.BATCH], data[keys.NUM_ATOMS]
-        num_graphs = num_atoms.shape[0]
         h_s = h[:, self.scalar_idx]  # [n, d]
         x, phi = h_s, None
         if self.reciprocal is not None:
             phi = self.reciprocal(h_s, data)  # [n, C]
             x = torch.cat([h_s, phi], dim=-1)
+        slot, max_atoms = dense_slots(batch, num_atoms)
+        if self.fourier is not None:
+            update = self._exchange(h, *self._fourier_slots(h, h_s, data, slot, max_atoms))
+        else:
+            update = self._prototype_update(h, x, data, slot, max_atoms)
+        if phi is not None:
+            update = update.index_add(1, self.scalar_idx, self.reciprocal_out(phi))
+        return h + update
+
+    def _prototype_update(self, h, x, data, slot, max_atoms) -> torch.Tensor:
+        """Steps 1-3 with the learned prototypes and gates, then exchange and retrieval."""
+        num_atoms = data[keys.NUM_ATOMS]
+        num_graphs = num_atoms.shape[0]
         scale = math.sqrt(self.prototypes.shape[1])
         logits = self.to_prototype_space(x) @ self.prototypes.T / scale  # [n, K_max]
         keep = self.active()
@@ -246,23 +304,38 @@ class NeuralAtoms(nn.Module):
         assign = torch.exp(logits[:, keep] - torch.logsumexp(logits, dim=-1, keepdim=True))
         gates = self.gates()[keep]
         assign = assign * gates  # A~ [n, K]
-        k = keep.shape[0]
-        update = h.new_zeros(h.shape)
-        if k > 0:
-            slot, max_atoms = dense_slots(batch, num_atoms)
-            assign_dense = to_dense(assign, slot, num_graphs, max_atoms)  # [g, n_max, K]
-            feats = to_dense(h[:, self.pool_idx], slot, num_graphs, max_atoms)
-            weight = self.num_neural_atoms / num_atoms.to(h.dtype)  # [g]
-            pooled = weight[:, None, None] * (assign_dense.transpose(1, 2) @ feats)  # [g, K, c]
-            d = h_s.shape[1]
-            y_vec = pooled[..., d:] if self.pooling == "equivariant" else None
-            y_s, y_vec = self.attention(pooled[..., :d], y_vec, torch.log(gates))
-            y = y_s if y_vec is None else torch.cat([y_s, y_vec], dim=-1)  # [g, K, irreps_pool]
-            retrieved = (assign_dense @ y).flatten(0, 1)[slot]  # [n, irreps_pool]
-            update = self.retrieve(retrieved)
-        if phi is not None:
-            update = update.index_add(1, self.scalar_idx, self.reciprocal_out(phi))
-        return h + update
+        if keep.shape[0] == 0:
+            return h.new_zeros(h.shape)
+        assign_dense = to_dense(assign, slot, num_graphs, max_atoms)  # [g, n_max, K]
+        feats = to_dense(h[:, self.pool_idx], slot, num_graphs, max_atoms)
+        weight = self.num_neural_atoms / num_atoms.to(h.dtype)  # [g]
+        pooled = weight[:, None, None] * (assign_dense.transpose(1, 2) @ feats)  # [g, K, c]
+        return self._exchange(h, pooled, torch.log(gates), assign_dense, slot)
+
+    def _fourier_slots(self, h, h_s, data, slot, max_atoms):
+        """Pooled features, log leaderships and retrieval weights of the Fourier clusters."""
+        num_graphs = data[keys.NUM_ATOMS].shape[0]
+
+        def dense(t):
+            return to_dense(t, slot, num_graphs, max_atoms)
+
+        clusters = self.fourier(h_s, data, dense)
+        self.last_counts = clusters["counts"].detach()
+        similarity = clusters["similarity"]  # [g, n_max, n_max], symmetric
+        feats = dense(h[:, self.pool_idx])
+        size = similarity.sum(-1, keepdim=True).clamp_min(1e-12)  # 0 only on padding
+        pooled = (similarity @ feats) / size  # [g, S, c]: the mean of each leader's cluster
+        log_leaders = torch.log(clusters["leaders"].clamp_min(1e-30))  # [g, S]
+        return pooled, log_leaders, clusters["retrieval"], slot
+
+    def _exchange(self, h, pooled, log_gates, retrieval, slot) -> torch.Tensor:
+        """Steps 4-5: attention among the slots, then retrieval to the atoms."""
+        d = self.scalar_idx.shape[0]
+        y_vec = pooled[..., d:] if self.pooling == "equivariant" else None
+        y_s, y_vec = self.attention(pooled[..., :d], y_vec, log_gates)
+        y = y_s if y_vec is None else torch.cat([y_s, y_vec], dim=-1)  # [g, K, irreps_pool]
+        retrieved = (retrieval @ y).flatten(0, 1)[slot]  # [n, irreps_pool]
+        return self.retrieve(retrieved)
 
 
 def neural_atom_layers(model: nn.Module) -> list[NeuralAtoms]:
@@ -296,9 +369,31 @@ def gate_penalty(model: nn.Module) -> torch.Tensor | None:
     return sum(layer.penalty() for layer in layers) if layers else None
 
 
+def fourier_layers(model: nn.Module) -> list[NeuralAtoms]:
+    """The neural-atom layers of ``model`` with the Fourier assignment, in module order."""
+    return [layer for layer in neural_atom_layers(model) if layer.fourier is not None]
+
+
+def cluster_statistics(counts: list) -> dict[str, float]:
+    """``clusters_mean``, ``_std``, ``_min``, ``_max`` of per-structure cluster counts (one
+    array per Fourier layer; their sum per structure when there are several)."""
+    if not counts:
+        return {}
+    total = sum(torch.as_tensor(c, dtype=torch.float64) for c in counts)
+    return {
+        "clusters_mean": float(total.mean()),
+        "clusters_std": float(total.std(unbiased=False)),
+        "clusters_min": float(total.min()),
+        "clusters_max": float(total.max()),
+    }
+
+
 def k_eff_summary(model: nn.Module) -> dict[str, float]:
-    """``k_eff`` (summed over layers) and ``k_eff_<i>`` per layer when there are several."""
-    counts = [layer.k_eff() for layer in neural_atom_layers(model)]
+    """``k_eff`` (summed over layers) and ``k_eff_<i>`` per layer when there are several;
+    layers with the Fourier assignment have a K per structure instead (see
+    :func:`cluster_statistics`) and are left out."""
+    layers = [layer for layer in neural_atom_layers(model) if layer.fourier is None]
+    counts = [layer.k_eff() for layer in layers]
     if not counts:
         return {}
     summary = {"k_eff": float(sum(counts))}

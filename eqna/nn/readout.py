@@ -4,6 +4,9 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from eqna.data import keys
+from eqna.data.class_labels import OUTPUTS as CLASSIFIER_OUTPUTS
+
 
 class ScalarReadout(nn.Module):
     """Scalars of the node features -> one number per atom through a small gated MLP."""
@@ -90,3 +93,29 @@ class PropertyHead(nn.Module):
         per_atom = self.mlp(h) * self.target_std + self.target_mean  # [n, t]
         out = torch.zeros(num_graphs, per_atom.shape[1], dtype=h.dtype, device=h.device)
         return out.index_add_(0, batch, per_atom)
+
+
+STRUCTURE_OUTPUTS = ("property", *CLASSIFIER_OUTPUTS)
+"""``model.output`` values predicted per structure through a :class:`PropertyHead`."""
+
+
+def structure_head(output, in_dim, hidden, pooling, target_mean, target_std, classes):
+    """The head of a property model (scaled by the target statistics) or of a classifier
+    (one unscaled logit per class or label)."""
+    if output in CLASSIFIER_OUTPUTS:
+        if not classes or (output == "classification" and len(classes) < 2):
+            raise ValueError(
+                f"output {output!r} needs the class names (classes, from data.target_key), at "
+                f"least two for multi-class; got {classes!r}"
+            )
+        num = len(classes)
+        return PropertyHead(in_dim, hidden, pooling, [0.0] * num, [1.0] * num)
+    if target_mean is None or target_std is None:
+        raise ValueError("output 'property' needs target_mean/target_std (data.target_key)")
+    return PropertyHead(in_dim, hidden, pooling, list(target_mean), list(target_std))
+
+
+def structure_key(output: str) -> str:
+    """The prediction key of a per-structure output: ``logits`` of a classifier, else
+    ``property``."""
+    return keys.LOGITS if output in CLASSIFIER_OUTPUTS else keys.PROPERTY

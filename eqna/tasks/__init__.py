@@ -5,13 +5,14 @@ so the two score a model with the same code.
 """
 
 from eqna.tasks.metrics import FACTORS, QUANTITIES, UNITS, ErrorAccumulator, format_table
-from eqna.tasks.tasks import PotentialTask, PropertyTask, make_task
+from eqna.tasks.tasks import ClassificationTask, PotentialTask, PropertyTask, make_task
 
 __all__ = [
     "FACTORS",
     "QUANTITIES",
     "UNITS",
     "ErrorAccumulator",
+    "ClassificationTask",
     "PotentialTask",
     "PropertyTask",
     "format_table",

@@ -50,6 +50,22 @@ class ErrorAccumulator:
             self.sq_sum[name] += float(r.pow(2).sum())
             self.count[name] += r.numel()
 
+    def sums(self) -> list[float]:
+        """Every running sum, flat (for an all-reduce across processes)."""
+        names = QUANTITIES
+        return (
+            [self.abs_sum[k] for k in names]
+            + [self.sq_sum[k] for k in names]
+            + [self.count[k] for k in names]
+        )
+
+    def load_sums(self, values: list[float]) -> None:
+        """The sums of :meth:`sums`, e.g. added over processes."""
+        k = len(QUANTITIES)
+        self.abs_sum = dict(zip(QUANTITIES, values[:k]))
+        self.sq_sum = dict(zip(QUANTITIES, values[k : 2 * k]))
+        self.count = dict(zip(QUANTITIES, (round(c) for c in values[2 * k :])))
+
     def compute(self) -> dict[str, float]:
         """{"forces_mae": ..., "forces_rmse": ...} in the units of :data:`UNITS`."""
         result = {}
@@ -62,7 +78,13 @@ class ErrorAccumulator:
 
 
 def format_table(metrics: dict[str, float], title: str = "") -> str:
-    """A small markdown table: quantity | MAE | RMSE | unit."""
+    """A small markdown table: quantity | MAE | RMSE | unit (a classifier's metrics:
+    :func:`eqna.tasks.classification_metrics.format_classification`)."""
+    if "accuracy" in metrics and "roc_auc" in metrics:
+        from eqna.tasks.classification_metrics import format_classification
+
+        text = format_classification(metrics, list(metrics["roc_auc"]), title)
+        return text + _k_eff_line(metrics)
     lines = ([f"{title}"] if title else []) + [
         "| quantity | MAE | RMSE | unit |",
         "|---|---|---|---|",
@@ -74,6 +96,17 @@ def format_table(metrics: dict[str, float], title: str = "") -> str:
                 f"| {name} | {metrics[f'{name}_mae']:{fmt}} | "
                 f"{metrics[f'{name}_rmse']:{fmt}} | {UNITS[name]} |"
             )
+    return "\n".join(lines) + _k_eff_line(metrics)
+
+
+def _k_eff_line(metrics: dict) -> str:
+    lines = []
     if "k_eff" in metrics:
-        lines.append(f"\nneural atoms computed with (K_eff, all layers): {metrics['k_eff']:.0f}")
-    return "\n".join(lines)
+        lines.append(f"neural atoms computed with (K_eff, all layers): {metrics['k_eff']:.0f}")
+    if "clusters_mean" in metrics:
+        lines.append(
+            f"Fourier neural atoms per structure (K, all layers): {metrics['clusters_mean']:.2f}"
+            f" ± {metrics['clusters_std']:.2f}, {metrics['clusters_min']:.2f} to "
+            f"{metrics['clusters_max']:.2f}"
+        )
+    return "".join(f"\n\n{line}" for line in lines)

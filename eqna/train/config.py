@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from eqna.data.class_labels import OUTPUTS as CLASSIFIER_OUTPUTS
 from eqna.train.errors import ConfigError, Errors
 from eqna.train.schema import Section, kwargs_model, plain
 from eqna.train.sections import DataConfig, TrainingConfig
@@ -46,6 +47,7 @@ DATA_DERIVED = (
     "shift",
     "target_mean",
     "target_std",
+    "classes",
 )
 """Model builder parameters filled in from the training data; setting them is an error."""
 
@@ -55,7 +57,7 @@ _DERIVED = (
     ("atom_feature_table", "is read from model.atom_features_file when training starts"),
     ("convolution", "is set by model.family"),
 )
-_SET_BY_MODEL = (("irreps_in", "is set by the model"),)
+_SET_BY_MODEL = (("irreps_in", "is set by the model"), ("cutoff", "is model.r_max"))
 
 
 @dataclasses.dataclass
@@ -149,27 +151,51 @@ def validate_model_section(
 
 
 def _check_task(model: dict, data: DataConfig, training, errs: Errors) -> None:
-    """A property model needs a target key (and has its own loss); a potential must not have
-    one."""
+    """A property model or classifier needs a target key (and has its own loss); a potential
+    must not have one; class settings only for classifiers."""
     output = model.get("output", "energy")
-    if output == "property" and training is not None and training.loss != "mse":
+    target = output in ("property", *CLASSIFIER_OUTPUTS)
+    if target and training is not None and training.loss != "mse":
         errs.add(
             "training.loss",
-            f"training.loss: {training.loss!r} is the loss of potentials; a property model "
-            "(model.output: property) sets training.property_loss",
+            f"training.loss: {training.loss!r} is the loss of potentials; a model with "
+            f"model.output {output!r} has its own (property models: training.property_loss)",
         )
-    if output == "property" and not data.target_key:
+    if target and not data.target_key:
+        example = "e_form" if output == "property" else "label"
         errs.add(
             "data.target_key",
-            f"data.target_key: model.output is 'property' (family {model['family']!r}): name "
-            "the atoms.info key of the per-structure target, e.g. data.target_key=e_form",
+            f"data.target_key: model.output is {output!r} (family {model['family']!r}): name "
+            f"the atoms.info key of the per-structure target, e.g. data.target_key={example}",
         )
-    if output != "property" and data.target_key:
+    if not target and data.target_key:
         errs.add(
             "data.target_key",
             f"data.target_key is set ({data.target_key!r}) but model.output is {output!r}: set "
             "model.output=property to train on it, or remove data.target_key",
         )
+    classifier = output in CLASSIFIER_OUTPUTS
+    if classifier and isinstance(data.target_key, list) and len(data.target_key) != 1:
+        errs.add(
+            "data.target_key",
+            f"data.target_key: a classifier (model.output {output!r}) reads one label key, "
+            f"got {data.target_key!r} (a multilabel label is one list of 0/1)",
+        )
+    if not classifier and data.classes is not None:
+        errs.add("data.classes", f"data.classes is for classifiers; model.output is {output!r}")
+    if training is not None and not classifier and training.class_weights is not None:
+        errs.add(
+            "training.class_weights",
+            f"training.class_weights is for classifiers; model.output is {output!r}",
+        )
+    weights, classes = getattr(training, "class_weights", None), data.classes
+    if classifier and isinstance(weights, list) and classes is not None:
+        count = classes if isinstance(classes, int) else len(classes)
+        if len(weights) != count:
+            errs.add(
+                "training.class_weights",
+                f"training.class_weights has {len(weights)} entries, data.classes {count}",
+            )
 
 
 def _build_config(raw: Any, source: str, builders: Mapping | None, origins: Mapping) -> Config:

@@ -77,6 +77,14 @@ def shard(base: torch.utils.data.Sampler | None, size: int) -> torch.utils.data.
     return Shard(size) if base is None else ShuffledShard(base, size)
 
 
+def all_reduce_max(trainer, values: list[float]) -> list[float]:
+    """The largest of each of ``values`` over every process (themselves for one process)."""
+    if trainer.world_size <= 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=trainer.strategy.root_device)
+    return trainer.strategy.reduce(tensor, reduce_op="max").tolist()
+
+
 def all_reduce_sums(trainer, values: list[float]) -> list[float]:
     """``values`` summed over every process (float64; themselves for one process)."""
     if trainer.world_size <= 1:

@@ -11,7 +11,8 @@ from eqna.nn.neural_atoms import k_eff_summary
 
 LOG = logging.getLogger("eqna")
 SHOWN = ("train_loss", "val_loss", "val_energy_per_atom_mae", "val_forces_mae",
-         "val_stress_mae", "val_property_mae", "k_eff")  # fmt: skip
+         "val_stress_mae", "val_property_mae", "val_accuracy", "val_exact_match",
+         "k_eff")  # fmt: skip
 
 
 def use_progress_bar(wanted: bool) -> bool:
@@ -40,6 +41,10 @@ class EpochLine(pl.Callback):
         metrics.update(k_eff_summary(pl_module.model))
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         parts += [f"{k} {float(metrics[k]):.4g}" for k in SHOWN if k in metrics]
+        if "val_clusters_mean" in metrics:  # Fourier neural atoms: K per structure
+            mean, std, low, high = (float(metrics[f"val_clusters_{k}"])
+                                    for k in ("mean", "std", "min", "max"))  # fmt: skip
+            parts.append(f"K {mean:.3g}±{std:.2g} ({low:.3g}-{high:.3g})")
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         if lr is not None:
             parts.append(f"lr {lr:.3g}")

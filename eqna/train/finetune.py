@@ -20,7 +20,7 @@ from eqna.train.schema import plain
 
 KEPT = ("elements", "avg_num_neighbors", "scale", "shift")
 """Data-derived hyperparameters the pretrained weights depend on: never recomputed."""
-DERIVED = (*KEPT, "atomic_energies", "target_mean", "target_std")
+DERIVED = (*KEPT, "atomic_energies", "target_mean", "target_std", "classes")
 
 
 def load_pretrained(init_from: str):
@@ -38,7 +38,8 @@ def check_same_architecture(init_from: str, payload: dict, family: str, hparams:
             f"model.init_from={init_from} is a {payload['family']!r} model; the config has "
             f"model.family {family!r}"
         )
-    saved = {**_defaults(family), **payload["hparams"]}  # keys added since it was saved
+    saved = _with_defaults(family, payload["hparams"])  # keys added since it was saved
+    hparams = _with_defaults(family, hparams)
     differ = [
         f"model.{k}: {saved.get(k)!r} in {init_from}, {hparams.get(k)!r} in the config"
         for k in sorted(set(saved) | set(hparams))
@@ -52,11 +53,23 @@ def check_same_architecture(init_from: str, payload: dict, family: str, hparams:
         )
 
 
-def _defaults(family: str) -> dict:
-    from eqna.models.registry import MODEL_BUILDERS
-
-    params = inspect.signature(MODEL_BUILDERS[family]).parameters.values()
+def _defaults(builder) -> dict:
+    params = inspect.signature(builder).parameters.values()
     return {p.name: plain(p.default) for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _with_defaults(family: str, hparams: dict) -> dict:
+    """``hparams`` with every builder default filled in, also inside nested sections
+    (``neural_atoms``): a model saved before a key existed has that key's default."""
+    from eqna.models.registry import MODEL_BUILDERS, NESTED_SECTIONS
+
+    full = {**_defaults(MODEL_BUILDERS[family]), **hparams}
+    for key, module in NESTED_SECTIONS.get(family, {}).items():
+        if isinstance(full.get(key), dict):
+            nested = {**_defaults(module), **full[key]}
+            nested.pop("cutoff", None)  # set by the model, never by the config
+            full[key] = nested
+    return full
 
 
 def start_from(model, pretrained, new_e0s: list[float] | None) -> None:

@@ -10,10 +10,9 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from eqna.data import keys
-from eqna.nn.neural_atoms import gate_penalty, k_eff_summary
-from eqna.tasks.metrics import ErrorAccumulator
+from eqna.nn.neural_atoms import fourier_layers, gate_penalty, k_eff_summary
 from eqna.tasks.tasks import make_task
-from eqna.train.distributed import all_reduce_sums
+from eqna.train.distributed import all_reduce_max, all_reduce_sums
 
 STAGE_WEIGHTS = ("energy_weight", "forces_weight", "stress_weight")
 
@@ -39,24 +38,29 @@ class TrainingModule(pl.LightningModule):
     ``self.ema`` holds the averaged weights. What is predicted and the loss come from
     :func:`eqna.tasks.make_task`; ``cfg`` is the ``training`` config section."""
 
-    def __init__(self, model: torch.nn.Module, cfg, meta: dict | None = None, generator=None):
+    def __init__(
+        self, model: torch.nn.Module, cfg, meta: dict | None = None, generator=None,
+        class_counts=None,
+    ):  # fmt: skip
         """``meta`` (family, hparams, config) goes into every checkpoint so that any checkpoint
-        exports to a model.pt; ``generator`` is the training loader's shuffling RNG."""
+        exports to a model.pt; ``generator`` is the training loader's shuffling RNG;
+        ``class_counts`` a classifier's training labels per class (``class_weights: balanced``)."""
         super().__init__()
         self.model = model
         self.cfg = cfg
         self.meta, self.generator = meta or {}, generator
         self.seconds_before = 0.0  # training wall time of earlier sessions of a resumed run
         self._fit_start = time.perf_counter()
-        self.task = make_task(model, cfg)
+        self.task = make_task(model, cfg, class_counts)
         self.ema = None
         if cfg.ema_decay is not None:
             self.ema = AveragedModel(
                 model, multi_avg_fn=partial(ema_update, cfg.ema_decay), use_buffers=True
             )
             self.ema.requires_grad_(False)  # averaged, never trained (and DDP must not wait)
-        self._val_errors = ErrorAccumulator()
+        self._val_errors = self.task.new_accumulator()
         self._val_loss = []
+        self._val_clusters = []  # K per validation structure (Fourier neural atoms)
         self.stage = 1  # 2 after the switch of eqna.train.recipe (training.stage_two_fraction)
 
     def loss_weights(self) -> dict[str, float]:
@@ -169,28 +173,48 @@ class TrainingModule(pl.LightningModule):
         pred = self.task.predict(self.eval_model, batch)
         loss, _ = self.task.loss(pred, batch)
         self._val_loss.append((float(loss), int(batch[keys.NUM_ATOMS].shape[0])))
-        self._val_errors.update(self.task.residuals(pred, batch))
+        self.task.accumulate(self._val_errors, pred, batch)
+        layers = fourier_layers(self.eval_model)
+        if layers:  # K per structure, summed over the Fourier layers
+            self._val_clusters.append(sum(layer.last_counts for layer in layers).double().cpu())
 
     def on_validation_epoch_end(self):
         # every process validated its shard: sums over all of them, each structure once
-        errors = self._val_errors
-        names = list(errors.count)
         local = [sum(v * n for v, n in self._val_loss), sum(n for _, n in self._val_loss)]
-        local += [errors.abs_sum[k] for k in names] + [errors.sq_sum[k] for k in names]
-        local += [errors.count[k] for k in names]
-        summed = all_reduce_sums(self.trainer, local)
+        summed = all_reduce_sums(self.trainer, local + self._val_errors.sums())
         weighted, total = summed[:2]
-        k = len(names)
-        errors.abs_sum = dict(zip(names, summed[2 : 2 + k]))
-        errors.sq_sum = dict(zip(names, summed[2 + k : 2 + 2 * k]))
-        errors.count = dict(zip(names, (round(c) for c in summed[2 + 2 * k :])))
+        self._val_errors.load_sums(summed[2:])
         loss = weighted / max(total, 1)
         # the same on every process already: sync_dist averages equal values (and is quiet)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
         self.log("stage", float(self.stage), sync_dist=True)  # val_loss's definition changes
         for name, value in self._val_errors.compute().items():
             self.log(f"val_{name}", value, prog_bar=name == "forces_mae", sync_dist=True)
-        self._val_errors, self._val_loss = ErrorAccumulator(), []
+        for name, value in self._cluster_statistics().items():
+            self.log(f"val_{name}", value, sync_dist=True)
+        self._val_clusters = []
+        self._val_errors, self._val_loss = self.task.new_accumulator(), []
+
+    def _cluster_statistics(self) -> dict[str, float]:
+        """Mean, std, min and max of K per validation structure over every process."""
+        if not fourier_layers(self.eval_model):
+            return {}
+        counts = torch.cat(self._val_clusters) if self._val_clusters else torch.zeros(0)
+        n, total, square = all_reduce_sums(
+            self.trainer, [counts.numel(), float(counts.sum()), float(counts.pow(2).sum())]
+        )
+        if not n:
+            return {}
+        inf = float("inf")
+        high, low = all_reduce_max(
+            self.trainer,
+            [float(counts.max()) if counts.numel() else -inf,
+             -float(counts.min()) if counts.numel() else -inf],
+        )  # fmt: skip
+        mean = total / n
+        std = max(square / n - mean**2, 0.0) ** 0.5
+        return {"clusters_mean": mean, "clusters_std": std, "clusters_min": -low,
+                "clusters_max": high}  # fmt: skip
 
     def lr_scheduler_step(self, scheduler, metric):
         if self.stage == 2:

@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from eqna.data.class_labels import OUTPUTS as CLASSIFIER_OUTPUTS
 from eqna.data.launch import launch_rank
 from eqna.data.prepare import PreparedData, make_loader, prepare_data, shuffle_generator
 from eqna.evaluate.plotting import learning_curves
@@ -109,13 +110,16 @@ def _prepare(config: Config, pretrained=None) -> PreparedData:
     known = {}
     if pretrained is not None:  # the pretrained element order, and its E0s as the default
         hp = pretrained[1]["hparams"]
-        known = {"elements": list(hp["elements"]), "known_e0s": hp.get("atomic_energies")}
+        known = {"elements": list(hp["elements"]), "known_e0s": hp.get("atomic_energies"),
+                 "known_classes": hp.get("classes")}  # fmt: skip
+    output = model.get("output")
     return prepare_data(
         config.data,
         float(model.get("r_max", 5.0)),
         max_num_neighbors=model.get("max_num_neighbors"),
         extensive=extensive,
         training=config.training,  # its loss weights: the labels the data must hold
+        classifier=output if output in CLASSIFIER_OUTPUTS else None,
         **known,
     )
 
@@ -223,7 +227,13 @@ def _fit_and_export(config, out, data, built, stop, resume_from) -> dict:
         data.train, config.data.batch_size, dtype, True, seed, workers, shard, atoms
     )
     meta = {"family": family, "hparams": hparams, "config": config.to_dict()}
-    module = TrainingModule(model, config.training, meta, shuffle_generator(train_loader))
+    module = TrainingModule(
+        model,
+        config.training,
+        meta,
+        shuffle_generator(train_loader),
+        class_counts=data.derived.get("class_counts"),
+    )
     trainer = _trainer(config, out, stop, resume_from is not None)
     valid_batch = config.data.valid_batch_size
     valid_loader = make_loader(data.valid, valid_batch, dtype, False, 0, workers, shard, atoms)

@@ -96,8 +96,27 @@ class DataConfig(Section):
         "training structures drawn with split_seed (large stores); null: all",
     )
     target_key: str | list[str] | None = Field(
-        None, description="atoms.info key(s) of a per-structure target (model.output: property)"
+        None,
+        description="atoms.info key(s) of a per-structure target (model.output: property), "
+        "or the one key of a class label (classification: an integer or a class name; "
+        "multilabel: a list of 0/1)",
     )
+    classes: int | list[str | int] | None = Field(
+        None,
+        description="classifiers: the class names in output order (multilabel: the label "
+        "names), or a count C for the integers 0..C-1; a label outside them is an error; "
+        "null: every label value in the training frames, sorted",
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _two_classes(cls, classes):
+        if classes is None:
+            return classes
+        count = classes if isinstance(classes, int) else len(classes)
+        if count < 1 or (not isinstance(classes, int) and len(set(map(str, classes))) != count):
+            raise ValueError(f"must name distinct classes (or be a count >= 1), got {classes!r}")
+        return classes
 
     @field_validator("test_fraction")
     @classmethod
@@ -202,6 +221,13 @@ class TrainingConfig(Section):
     huber_delta: float = Field(
         0.1, gt=0, description="property_loss=huber: the transition, in target stds"
     )
+    class_weights: list[float] | Literal["balanced"] | None = Field(
+        None,
+        description="classifiers: loss weight per class (multi-class cross-entropy) or the "
+        "weight of the positives per label (multilabel BCE), in class order; balanced: "
+        "inverse class frequency of the training split (multilabel: negatives/positives); "
+        "null: all 1",
+    )
     early_stopping_patience: int | None = Field(
         30, ge=1, description="epochs without improvement before stopping; null: never stop"
     )
@@ -239,6 +265,13 @@ class TrainingConfig(Section):
     loggers: list[Literal["csv", "tensorboard"]] = Field(
         ["csv"], description="Lightning loggers a run writes (tensorboard needs its package)"
     )
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, weights):
+        if isinstance(weights, list) and (not weights or min(weights) < 0 or max(weights) <= 0):
+            raise ValueError(f"must be >= 0 with one > 0, got {weights}")
+        return weights
 
     @field_validator("stage_two_fraction")
     @classmethod

@@ -42,19 +42,23 @@ def _energy_model(zoo_model):
 
 
 def test_zoo_property_entry_is_invariant(zoo_model):
+    """Per-structure outputs (properties, class probabilities) are invariant to rotation,
+    translation and permutation, and to reflection unless the model reads pseudoscalars."""
     model, structures = zoo_model
     if model.is_potential:
         pytest.skip("potential")
     crystal = structures[1].repeat((2, 1, 1))
     rng = np.random.default_rng(0)
-    rotation = random_orthogonal(rng, proper=False)
+    reflects = not getattr(model.network, "pseudoscalars", None)
+    rotation = random_orthogonal(rng, proper=not reflects)
     moved = crystal.copy()
     moved.positions = moved.positions @ rotation.T + 1.5
     moved.cell = moved.cell.array @ rotation.T
     moved = moved[rng.permutation(len(moved))]
     graphs = [atoms_to_graph(a, model.r_max, ELEMENTS) for a in (crystal, moved)]
-    out = model(to_device(collate(graphs), "cpu", torch.float64))["property"].detach()
-    torch.testing.assert_close(out[1], out[0], rtol=1e-9, atol=1e-10)
+    out = model(to_device(collate(graphs), "cpu", torch.float64))
+    key = "probabilities" if model.is_classifier else "property"
+    torch.testing.assert_close(out[key][1].detach(), out[key][0].detach(), rtol=1e-9, atol=1e-10)
 
 
 TOLERANCE = {torch.float32: 2e-5, torch.float64: 1e-10}  # relative; float32 rounding ~1e-6
