@@ -43,7 +43,7 @@ import torch
 from ase.io import read, write
 
 from eqna.benchmarks.longrange import local_model_floor
-from eqna.benchmarks.sweep import Job, fresh_run_dir, sweep, write_result
+from eqna.benchmarks.sweep import Job, fresh_run_dir, mean_std, sweep, write_result
 from eqna.calculators.ase import EqnaCalculator
 from eqna.data.datasets import resolve_path
 from eqna.evaluate.plotting import read_metrics_csv
@@ -185,14 +185,6 @@ def calculator_measurements(model: Path, test_file: Path) -> dict:
         "infer_ms": 1000.0 * statistics.median(times),
         "separation_errors": errors,
     }
-
-
-def mean_std(values) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
 
 def runs_of(rows: list[dict], dataset: str, variant: str) -> list[dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -95,3 +96,12 @@ def sweep(todo: Sequence[Job], budget: dict, out: Path, jobs: int, run_here) -> 
     rows = [json.loads(job.result.read_text()) for job in todo]
     check_budget(rows, budget, out)
     return rows
+
+
+def mean_std(values, digits: int = 2) -> str:
+    """``mean ± std`` of the values that are not None (std 0 for one value; – for none)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"

@@ -208,3 +208,46 @@ def test_committee_uncertainty_reports_every_set(tmp_path):
     assert [r["frames"] for r in rows][0] == 4 and rows[-1]["frames"] == 2
     assert -1 <= rows[0]["spearman_per_structure"] <= 1 and rows[0]["mean_std_meV_A"] > 0
     assert "force_rmse_meV_A" not in rows[-1]  # MD frames carry no labels
+
+
+def test_shipped_classification_sets_match_their_generators(tmp_path):
+    """The tetris files are exactly what tools/make_tetris.py writes; the QM9 groups file
+    holds 0/1 labels of the ten groups its tool names, and RDKit (where installed) gives the
+    same labels from each molecule's SMILES."""
+    load_tool("make_tetris").main(["--out", str(tmp_path)])
+    for name in ("train", "test"):
+        shipped = resolve_path(f"embedded:tetris_{name}.xyz")
+        assert (tmp_path / f"tetris_{name}.xyz").read_bytes() == shipped.read_bytes()
+    tool = load_tool("make_qm9_groups")
+    frames = read(resolve_path("embedded:qm9_groups.xyz"), ":")
+    labels = np.array([a.info["groups"] for a in frames])
+    assert labels.shape == (1000, len(tool.GROUPS)) and set(np.unique(labels)) == {0, 1}
+    assert (labels.mean(0) > 0.02).all()  # every group has positives to score
+    if importlib.util.find_spec("rdkit") is None:
+        pytest.skip("rdkit is not installed: the labels are not recomputed")
+    for atoms in frames[:50]:
+        found, _ = tool.group_labels(str(atoms.info["smiles"]))
+        np.testing.assert_array_equal(found, atoms.info["groups"])
+
+
+def test_compare_classifiers_small_run(tmp_path):
+    tool = load_tool("compare_classifiers")
+    argv = ["tetris_chiral", "--epochs", "1", "--seeds", "0", "--out", str(tmp_path)]
+    assert tool.main([*argv, "--variants", "backbone", "fourier"]) == 0
+    text = (tmp_path / "table.md").read_text()
+    assert "| backbone |" in text and "| fourier |" in text and "per structure" in text
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {r["variant"] for r in rows} == {"backbone", "fourier"}
+
+
+def test_make_peptides_small_run(tmp_path):
+    pytest.importorskip("rdkit")
+    pytest.importorskip("peptides")
+    tool = load_tool("make_peptides")
+    out = tmp_path / "pep.xyz"
+    assert tool.main(["--count", "4", "--max-residues", "5", "--heavy-atoms", "-o", str(out)]) == 0
+    frames = read(out, ":")
+    assert len(frames) == 4 and all("H" not in a.get_chemical_symbols() for a in frames)
+    labels = np.array([a.info["labels"] for a in frames])
+    assert labels.shape == (4, len(tool.LABELS)) and set(np.unique(labels)) <= {0, 1}
+    assert all(5 <= len(a.info["sequence"]) for a in frames)
