@@ -113,3 +113,14 @@ def infer_classes(frames: Iterable[Atoms], key: str, multilabel: bool, source: s
         )
     numeric = all(n.lstrip("-").isdigit() for n in names)
     return tuple(sorted(names, key=int) if numeric else sorted(names))
+
+
+def class_counts(targets: np.ndarray | None, num_classes: int, multilabel: bool):
+    """(training structures per class, or positives per label; labelled structures) from the
+    encoded labels [s, 1] or [s, L] (``training.class_weights: balanced``)."""
+    if targets is None or not len(targets):
+        return [0] * num_classes, 0
+    if multilabel:
+        return targets.sum(0).round().astype(int).tolist(), len(targets)
+    index = targets[:, 0].round().astype(int)
+    return np.bincount(index, minlength=num_classes).tolist(), len(targets)

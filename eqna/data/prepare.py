@@ -14,7 +14,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from eqna.data import keys as graph_keys
 from eqna.data.ase_db import is_ase_db
 from eqna.data.batching import AtomBudgetBatches, structure_sizes
-from eqna.data.class_labels import declared_classes, infer_classes
+from eqna.data.class_labels import class_counts, declared_classes, infer_classes
 from eqna.data.collate import collate, to_device
 from eqna.data.coverage import check_elements_trained, check_requested, check_weights
 from eqna.data.datasets import (
@@ -348,7 +348,7 @@ def prepare_data(
     derived = {"elements": elements, "avg_num_neighbors": average_num_neighbors(summary)}
     if classes is not None:
         derived["classes"] = list(classes)
-        derived["class_counts"] = _class_counts(summary, len(classes), keys.multilabel)
+        derived["class_counts"] = class_counts(summary.targets, len(classes), keys.multilabel)
     elif keys.properties:
         mean, std = target_statistics(summary, extensive)
         derived.update(target_mean=mean, target_std=std)
@@ -357,17 +357,6 @@ def prepare_data(
         shift, scale = energy_scale_shift(summary, e0s)
         derived.update(atomic_energies=e0s, scale=scale, shift=shift)
     return PreparedData(train, valid, test, derived)
-
-
-def _class_counts(summary: GraphSummary, num_classes: int, multilabel: bool):
-    """(training structures per class, or positives per label; labelled structures)."""
-    targets = summary.targets
-    if targets is None or not len(targets):
-        return [0] * num_classes, 0
-    if multilabel:
-        return targets.sum(0).round().astype(int).tolist(), len(targets)
-    index = targets[:, 0].round().astype(int)
-    return np.bincount(index, minlength=num_classes).tolist(), len(targets)
 
 
 def make_loader(
